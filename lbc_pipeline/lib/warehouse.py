@@ -1,0 +1,147 @@
+"""Writing a wave's tables to DuckDB and reading them back.
+
+A table holds every wave; writing a wave replaces that wave's rows and nothing else, and
+all the tables one step writes go in one transaction, so a failure leaves the previous
+state intact (never a half-written table). Each frame is validated against its pandera
+contract first, and the contract's descriptions become the table's and columns' comments.
+SQL that users read lives in `sql/` and is loaded by name with `read_sql`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from lbc_pipeline.config import SQL_DIR
+from lbc_pipeline.lib.schemas import schema_for
+
+SCHEMAS = ("raw", "staging", "analysis", "marts")
+
+
+def read_sql(name: str) -> str:
+    """The text of `sql/<name>.sql` (e.g. `analysis/sample_flow_summary`)."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def sql_files(folder: str) -> list[str]:
+    """Names (for `read_sql`) of the .sql files in `sql/<folder>`, sorted."""
+    return sorted(f"{folder}/{p.stem}" for p in (SQL_DIR / folder).glob("*.sql"))
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _split(table: str) -> tuple[str, str]:
+    schema, name = table.split(".", 1)
+    if schema not in SCHEMAS:
+        raise ValueError(f"{table}: schema must be one of {SCHEMAS}")
+    return schema, name
+
+
+def _comment(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame,
+              description: str | None, columns: Mapping[str, str]) -> None:
+    schema, name = _split(table)
+    target = f"{_quote(schema)}.{_quote(name)}"
+    if description:
+        con.execute(f"comment on table {target} is {_literal(description)}")
+    for column in frame.columns:
+        if column in columns and columns[column]:
+            con.execute(f"comment on column {target}.{_quote(column)} is {_literal(columns[column])}")
+
+
+def _literal(text: str) -> str:
+    # COMMENT ON takes a constant, not a parameter.
+    return "'" + text.replace("'", "''") + "'"
+
+
+def contract_docs(table: str) -> tuple[str | None, dict[str, str]]:
+    """The grain and the column descriptions of a table's contract (empty if it has none)."""
+    try:
+        contract = schema_for(table)
+    except KeyError:
+        return None, {}
+    return contract.description, {
+        name: column.description or "" for name, column in contract.columns.items()
+    }
+
+
+def replace_wave(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], wave: str,
+                 docs: Mapping[str, tuple[str | None, Mapping[str, str]]] | None = None) -> dict[str, int]:
+    """Replace one wave's rows in several tables, atomically; returns rows written per table.
+
+    Tables are created on first write (typed from the frame); later writes insert by
+    column name, so adding a column to a frame fails loudly rather than shifting values.
+    """
+    counts = {}
+    con.execute("begin transaction")
+    try:
+        for table, frame in tables.items():
+            schema, name = _split(table)
+            if "wave" not in frame.columns:
+                raise ValueError(f"{table}: every table carries a wave column")
+            target = f"{_quote(schema)}.{_quote(name)}"
+            con.execute(f"create schema if not exists {_quote(schema)}")
+            con.register("__frame", frame)
+            con.execute(f"create table if not exists {target} as select * from __frame limit 0")
+            _add_new_columns(con, schema, name, frame)
+            con.execute(f"delete from {target} where wave = ?", [wave])
+            con.execute(f"insert into {target} by name select * from __frame")
+            con.unregister("__frame")
+            description, columns = (docs or {}).get(table) or contract_docs(table)
+            _comment(con, table, frame, description, columns)
+            counts[table] = frame.height
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return counts
+
+
+def _add_new_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str, frame: pl.DataFrame) -> None:
+    """Columns a newer release added to a frame are added to the table (older waves: null)."""
+    existing = {
+        row[0] for row in con.execute(
+            "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+            [schema, name],
+        ).fetchall()
+    }
+    for column in frame.columns:
+        if column not in existing:
+            con.register("__one", frame.select(column).head(0))
+            column_type = con.sql("select * from __one").types[0]
+            con.unregister("__one")
+            con.execute(f"alter table {_quote(schema)}.{_quote(name)} add column {_quote(column)} {column_type}")
+
+
+def read_wave(con: duckdb.DuckDBPyConnection, table: str, wave: str) -> pl.DataFrame:
+    """One wave's rows of a warehouse table as a polars frame."""
+    schema, name = _split(table)
+    return con.sql(
+        f"select * from {_quote(schema)}.{_quote(name)} where wave = $wave",
+        params={"wave": wave},
+    ).pl()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = _split(table)
+    return bool(con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, name],
+    ).fetchone()[0])
+
+
+def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """(Re)create the views users read, from `sql/views/*.sql` (each a `create or replace view`)."""
+    names = sql_files("views")
+    for name in names:
+        con.execute(read_sql(name))
+    return names
+
+
+def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(str(path), read_only=read_only)
