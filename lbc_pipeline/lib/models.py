@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 import statsmodels
-import statsmodels.api as sm
+from statsmodels.regression.linear_model import OLS
 
 Specification = Literal["as_published", "harmonised"]
 SPECIFICATIONS: tuple[Specification, ...] = ("as_published", "harmonised")
@@ -327,7 +327,7 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
     y, X = design_matrix(sample, spec)
     clusters = cluster_codes(sample)
     n_clusters = int(clusters.max()) + 1
-    ols = sm.OLS(y, X)
+    ols = OLS(y, X)
     results = {
         "nonrobust": ols.fit(),
         "HC3": ols.fit(cov_type="HC3", use_t=True),
