@@ -68,6 +68,7 @@ class WaveManifest:
     fieldwork_start: dt.date | None = None
     fieldwork_end: dt.date | None = None
     expected: dict[str, int] = field(default_factory=dict)
+    expected_groups: dict[str, int] = field(default_factory=dict)
     synthetic: bool = False
     description: str = ""
     has_manifest: bool = True
@@ -110,12 +111,14 @@ def read_manifest(folder: Path) -> WaveManifest:
     unknown = set(expected) - {"distributed", "returned", "valid", "analysed"}
     if unknown:
         raise ManifestError(f"{path}: unknown expected counts {sorted(unknown)}")
+    groups = {str(k): int(v) for k, v in (doc.get("expected_groups") or {}).items()}
     return WaveManifest(
         wave=str(doc.get("wave", folder.name)),
         folder=folder,
         fieldwork_start=start,
         fieldwork_end=end,
         expected=expected,
+        expected_groups=groups,
         synthetic=bool(doc.get("synthetic", False)),
         description=str(doc.get("description", "")),
     )

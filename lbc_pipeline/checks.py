@@ -1,0 +1,102 @@
+"""Asset checks that guard the sample flow and the analysis sample.
+
+ERROR-level checks are blocking: when one fails the marts are not built from bad data.
+WARN-level checks report (exclusion shares, differential attrition, waves without expected
+counts). The rules themselves live in `lib/quality.py`.
+"""
+
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    ConfigurableResource,
+    asset_check,
+)
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from lbc_pipeline.assets import DUCKDB_POOL, wave_partitions
+from lbc_pipeline.config import read_manifest, wave_folder
+from lbc_pipeline.lib import quality
+from lbc_pipeline.lib.warehouse import read_wave
+
+
+class QualityConfig(ConfigurableResource):
+    """Thresholds of the WARN-level data-quality checks."""
+
+    max_exclusion_share: float = Field(
+        default=0.10, description="WARN when one exclusion reason applies to more than this share of valid questionnaires")
+    attrition_alpha: float = Field(
+        default=0.05, description="WARN when excluded and analysed children differ at p below this")
+    min_group_size: int = Field(
+        default=20, description="Smallest migration group the great-expectations suite accepts")
+
+    def settings(self) -> quality.QualitySettings:
+        return quality.QualitySettings(self.max_exclusion_share, self.attrition_alpha, self.min_group_size)
+
+
+def _result(outcome: quality.Outcome) -> AssetCheckResult:
+    return AssetCheckResult(
+        passed=outcome.passed,
+        severity=AssetCheckSeverity.ERROR if outcome.severity == quality.ERROR else AssetCheckSeverity.WARN,
+        description=outcome.description,
+        metadata=outcome.metadata,
+    )
+
+
+@asset_check(asset=["analysis", "sample_flow"], blocking=True, partitions_def=wave_partitions, pool=DUCKDB_POOL,
+             description="Every step conserves questionnaires (n_before = n_excluded + n_after) and every returned questionnaire is analysed or has a reason.")
+def sample_flow_conservation(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
+    wave = context.partition_key
+    with duckdb.get_connection() as con:
+        flow = read_wave(con, "analysis.sample_flow", wave)
+        status = read_wave(con, "analysis.questionnaire_status", wave)
+    return _result(quality.check_conservation(flow, status))
+
+
+@asset_check(asset=["analysis", "sample_flow"], blocking=True, partitions_def=wave_partitions, pool=DUCKDB_POOL,
+             description="The flow's counts equal the wave manifest's expected counts (ERROR); without expectations, a WARN report.")
+def sample_flow_expected_counts(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
+    wave = context.partition_key
+    with duckdb.get_connection() as con:
+        flow = read_wave(con, "analysis.sample_flow", wave)
+        groups = dict(con.execute(
+            "select migration_group, count(*) from analysis.analytic_sample where wave = ? group by 1", [wave]).fetchall())
+    return _result(quality.check_expected_counts(flow, groups, read_manifest(wave_folder(wave))))
+
+
+@asset_check(asset=["analysis", "exclusions"], partitions_def=wave_partitions, pool=DUCKDB_POOL,
+             description="WARN when one exclusion reason removes more than the configured share of valid questionnaires.")
+def exclusion_shares(context: AssetCheckExecutionContext, duckdb: DuckDBResource,
+                     quality_config: QualityConfig) -> AssetCheckResult:
+    wave = context.partition_key
+    with duckdb.get_connection() as con:
+        reasons = read_wave(con, "analysis.sample_flow_reasons", wave)
+        flow = read_wave(con, "analysis.sample_flow", wave)
+    n_valid = int(flow.filter(flow["step"] == "valid")["n_after"][0])
+    return _result(quality.check_exclusion_shares(reasons, n_valid, quality_config.settings()))
+
+
+@asset_check(asset=["analysis", "exclusions"], partitions_def=wave_partitions, pool=DUCKDB_POOL,
+             description="WARN when excluded and analysed valid children differ by school, gender, grade or migration group (chi-square tests).")
+def differential_attrition(context: AssetCheckExecutionContext, duckdb: DuckDBResource,
+                           quality_config: QualityConfig) -> AssetCheckResult:
+    wave = context.partition_key
+    with duckdb.get_connection() as con:
+        status = read_wave(con, "analysis.questionnaire_status", wave)
+    return _result(quality.check_differential_attrition(status, quality_config.settings()))
+
+
+@asset_check(asset=["analysis", "analytic_sample"], blocking=True, partitions_def=wave_partitions, pool=DUCKDB_POOL,
+             description="great-expectations suite on the analysis sample: types, ranges, non-null, unique keys, migration groups and their sizes.")
+def analytic_sample_expectations(context: AssetCheckExecutionContext, duckdb: DuckDBResource,
+                                 quality_config: QualityConfig) -> AssetCheckResult:
+    wave = context.partition_key
+    with duckdb.get_connection() as con:
+        sample = read_wave(con, "analysis.analytic_sample", wave)
+    return _result(quality.check_analytic_sample_gx(sample, read_manifest(wave_folder(wave)), quality_config.settings()))
+
+
+ALL_CHECKS = [sample_flow_conservation, sample_flow_expected_counts, exclusion_shares,
+              differential_attrition, analytic_sample_expectations]

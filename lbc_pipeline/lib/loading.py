@@ -1,0 +1,85 @@
+"""A wave's delivery as a whole: manifest, questionnaires and distribution, read together.
+
+`raw_tables` lays them out as the raw layer stores them (text as delivered, a `source_row`
+per keyed row, the wave on every row); `record_rejection` keeps the reason a delivery could
+not be loaded, queryable in `raw.rejected_files`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from lbc_pipeline.config import ManifestError, WaveManifest, read_manifest, wave_folder
+from lbc_pipeline.lib.reading import ROW_COLUMN, LoadedFile, RawFileError, find_raw_file, read_raw_file
+
+
+@dataclass(frozen=True)
+class WaveFiles:
+    manifest: WaveManifest
+    questionnaires: LoadedFile
+    distribution: LoadedFile
+
+    def raw_tables(self, loaded_at: dt.datetime) -> dict[str, pl.DataFrame]:
+        """`raw.questionnaires`, `raw.distribution` and `raw.load_log` rows of this wave."""
+        wave = self.manifest.wave
+        def as_raw(loaded: LoadedFile) -> pl.DataFrame:
+            return loaded.frame.rename({ROW_COLUMN: "source_row"}).select(
+                pl.lit(wave).alias("wave"), pl.all()
+            )
+        log = pl.DataFrame(
+            [f.log_row(wave, loaded_at) for f in (self.questionnaires, self.distribution)],
+            schema={"wave": pl.String, "file": pl.String, "role": pl.String, "sha256": pl.String,
+                    "size_bytes": pl.Int64, "rows": pl.Int64, "format": pl.String, "encoding": pl.String,
+                    "extra_columns": pl.List(pl.String), "value_labels": pl.String,
+                    "loaded_at": pl.Datetime("us")},
+        )
+        return {
+            "raw.questionnaires": as_raw(self.questionnaires),
+            "raw.distribution": as_raw(self.distribution),
+            "raw.load_log": log,
+        }
+
+
+def load_folder(folder: Path, wave: str | None = None) -> WaveFiles:
+    """Read a wave folder; a manifest problem is reported like a file problem."""
+    try:
+        manifest = read_manifest(folder)
+    except ManifestError as exc:
+        raise RawFileError(folder / "wave.yaml", str(exc).split(": ", 1)[-1]) from None
+    if wave is not None and manifest.wave != wave:
+        raise RawFileError(folder / "wave.yaml", f"names wave {manifest.wave!r}, expected {wave!r}")
+    return WaveFiles(
+        manifest=manifest,
+        questionnaires=read_raw_file(find_raw_file(folder, "questionnaires"), "questionnaires"),
+        distribution=read_raw_file(find_raw_file(folder, "distribution"), "distribution"),
+    )
+
+
+def load_wave_files(wave: str) -> WaveFiles:
+    """Read the registered wave `wave` from its folder under data/raw."""
+    try:
+        folder = wave_folder(wave)
+    except FileNotFoundError as exc:
+        raise RawFileError(Path(str(wave)), str(exc)) from None
+    return load_folder(folder, wave)
+
+
+def record_rejection(con: duckdb.DuckDBPyConnection, wave: str, error: RawFileError,
+                     at: dt.datetime) -> None:
+    """Append the reason a delivery was rejected to `raw.rejected_files` (history is kept)."""
+    row = pl.DataFrame([{
+        "wave": wave, "file": str(error.path), "source_row": error.row, "column_name": error.column,
+        "reason": error.reason, "message": str(error), "rejected_at": at,
+    }], schema={"wave": pl.String, "file": pl.String, "source_row": pl.Int64, "column_name": pl.String,
+                "reason": pl.String, "message": pl.String, "rejected_at": pl.Datetime("us")})
+    con.execute("create schema if not exists raw")
+    con.register("__rejected", row)
+    con.execute("create table if not exists raw.rejected_files as select * from __rejected limit 0")
+    con.execute("insert into raw.rejected_files by name select * from __rejected")
+    con.unregister("__rejected")
+    con.execute("comment on table raw.rejected_files is 'One row per rejected delivery attempt: the file, row and column at fault and why (history kept)'")
