@@ -1,0 +1,162 @@
+"""The HTML report is what people open and forward. It must stand alone (no external
+assets, no scripts), say loudly when its numbers come from the synthetic reference wave,
+hold every section, and never let text from the data break the page.
+"""
+
+import dataclasses
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from lbc_pipeline.lib import models, replication, report, tables
+
+PUBLISHED_PATH = Path(__file__).resolve().parent.parent / "lbc_pipeline" / "reference" / "published_tables.json"
+GROUPS = ("none", "mother", "father", "both")
+
+
+def random_sample(n: int = 200, seed: int = 11) -> pl.DataFrame:
+    """An analysis sample with the input contract's columns."""
+    rng = np.random.default_rng(seed)
+    group = rng.choice(GROUPS, size=n, p=[0.6, 0.1, 0.17, 0.13])
+    items = rng.integers(1, 6, size=(n, 6))
+    columns = {
+        "wave": ["w1"] * n,
+        "child_key": [f"k{i:04d}" for i in range(n)],
+        "school_id": [f"S{k}" for k in rng.integers(1, 5, n)],
+        "migration_group": group,
+        "mother_away": (group == "mother").astype(np.int64),
+        "father_away": (group == "father").astype(np.int64),
+        "both_away": (group == "both").astype(np.int64),
+        **{f"dep{i + 1}": items[:, i] for i in range(6)},
+        "depression": items.sum(axis=1),
+        "girl": rng.integers(0, 2, n),
+        "age": rng.integers(9, 16, n),
+        "grade": rng.choice([5, 7, 8, 9], n),
+        "siblings": rng.integers(0, 3, n),
+        "korean": rng.integers(0, 2, n),
+        "mother_edu": rng.integers(1, 4, n),
+        "father_edu": rng.integers(1, 4, n),
+        "belong": rng.integers(1, 6, n),
+        "ht_ask_life": rng.integers(1, 5, n),
+        "ht_talk_guardian": rng.integers(1, 5, n),
+        "ht_praise": rng.integers(1, 5, n),
+        "teacher_attitude": rng.normal(size=n),
+        "ht_satisfaction": rng.integers(1, 6, n),
+        "best_friends": rng.integers(1, 5, n),
+        "class_closeness": rng.integers(1, 6, n),
+        "peer_satisfaction": rng.integers(1, 6, n),
+    }
+    return pl.DataFrame(columns)
+
+
+@pytest.fixture(scope="module")
+def base_context() -> report.ReportContext:
+    """A synthetic wave's report context; tests vary it with dataclasses.replace."""
+    sample = random_sample()
+    coefficients, fit = models.fit_all(sample, "w1")
+    published = json.loads(PUBLISHED_PATH.read_text(encoding="utf-8"))
+    return report.ReportContext(
+        wave="w1",
+        synthetic=True,
+        sample_flow=pl.DataFrame(
+            {
+                "step_order": [1, 2],
+                "step": ["distributed", "analysed"],
+                "n_before": [None, 250],
+                "n_excluded": [None, 50],
+                "n_after": [250, 200],
+                "reason": ["questionnaires handed out", "missing values on model variables"],
+            }
+        ),
+        scale_reliability=pl.DataFrame(
+            {"scale": ["depression"], "n": [200], "n_items": [6], "cronbach_alpha": [0.9131]}
+        ),
+        table1=tables.table1(sample, "w1"),
+        coefficients=coefficients,
+        fit=fit,
+        replication=replication.replicate(coefficients, fit, published, "w1"),
+        hypotheses=replication.hypotheses(coefficients, "w1"),
+        package_version="0.1.0",
+    )
+
+
+class ReportParser(HTMLParser):
+    """Collects tags, ids, captions, external references and the visible text."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.ids, self.captions, self.external, self.text = [], [], [], [], []
+        self._caption = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        if "id" in attrs:
+            self.ids.append(attrs["id"])
+        if tag == "caption":
+            self._caption = True
+            self.captions.append("")
+        for name in ("src", "href"):
+            if name in attrs and not attrs[name].startswith("#"):
+                self.external.append(attrs[name])
+        if tag == "link":
+            self.external.append(attrs.get("href", "link"))
+
+    def handle_endtag(self, tag):
+        if tag == "caption":
+            self._caption = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._caption:
+            self.captions[-1] += data
+
+
+@pytest.fixture(scope="module")
+def synthetic_report(base_context) -> ReportParser:
+    parser = ReportParser()
+    parser.feed(report.render_html_report(base_context))
+    return parser
+
+
+def test_report_is_self_contained(synthetic_report):
+    assert "script" not in synthetic_report.tags
+    assert "style" in synthetic_report.tags
+    assert synthetic_report.external == []
+
+
+def test_report_holds_every_section_and_table(synthetic_report):
+    for anchor in ("sample-flow", "reliability", "table-1", "tables-2-4", "robustness", "replication", "hypotheses"):
+        assert anchor in synthetic_report.ids
+    captions = synthetic_report.captions
+    for title_start in ("Table 1.", "Table 2.", "Table 3.", "Table 4."):
+        assert any(c.startswith(title_start) for c in captions), title_start
+    assert "From questionnaires handed out to children in the models" in captions
+    text = " ".join(synthetic_report.text)
+    assert "Stars agree for" in text
+    assert "How the moderators enter the models" in text
+    assert "H2 (teacher-student relationships)" in text
+
+
+def test_synthetic_wave_carries_the_banner(synthetic_report):
+    assert "synthetic-banner" in synthetic_report.ids
+    assert report.SYNTHETIC_BANNER in " ".join(synthetic_report.text)
+
+
+def test_real_wave_has_no_banner(base_context):
+    parser = ReportParser()
+    parser.feed(report.render_html_report(dataclasses.replace(base_context, synthetic=False)))
+    assert "synthetic-banner" not in parser.ids
+    assert report.SYNTHETIC_BANNER not in " ".join(parser.text)
+
+
+def test_text_from_the_data_is_escaped(base_context):
+    # A reason typed by a person must show as text, never as markup.
+    flow = base_context.sample_flow.with_columns(reason=pl.lit('<script>alert("x")</script> & co'))
+    html_text = report.render_html_report(dataclasses.replace(base_context, sample_flow=flow))
+    assert "<script>" not in html_text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co" in html_text
