@@ -11,6 +11,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from scipy import stats
 
 from lbc_pipeline.lib import models
 
@@ -179,6 +180,28 @@ def test_cluster_se_is_cr1_by_school(sample):
     se = np.sqrt(np.diag(bread @ meat @ bread) * g / (g - 1) * (n - 1) / (n - k))
     rows = models.fit_model(sample, spec).coefficients.filter(pl.col("se_type") == "cluster_school")
     np.testing.assert_allclose(rows["std_error"].to_numpy(), se, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "se_type, df_of",
+    [
+        # Conventional and HC3 inference use t with the residual degrees of freedom.
+        ("nonrobust", lambda n, k, g: n - k),
+        ("HC3", lambda n, k, g: n - k),
+        # Clustered inference uses t with G - 1 = 3 degrees of freedom.
+        ("cluster_school", lambda n, k, g: g - 1),
+    ],
+)
+def test_p_values_and_intervals_use_the_t_distribution(sample, se_type, df_of):
+    spec = spec_of("as_published", 4, 3)
+    rows = models.fit_model(sample, spec).coefficients.filter(pl.col("se_type") == se_type)
+    df = df_of(sample.height, len(spec.terms), sample["school_id"].n_unique())
+    t = rows["estimate"].to_numpy() / rows["std_error"].to_numpy()
+    np.testing.assert_allclose(rows["t_value"].to_numpy(), t, rtol=1e-10)
+    np.testing.assert_allclose(rows["p_value"].to_numpy(), 2 * stats.t.sf(np.abs(t), df), rtol=1e-8, atol=1e-14)
+    half = stats.t.ppf(0.975, df) * rows["std_error"].to_numpy()
+    np.testing.assert_allclose(rows["ci_low"].to_numpy(), rows["estimate"].to_numpy() - half, rtol=1e-10)
+    np.testing.assert_allclose(rows["ci_high"].to_numpy(), rows["estimate"].to_numpy() + half, rtol=1e-10)
 
 
 def brute_force_wild_p(y, X, clusters, column):

@@ -237,9 +237,30 @@ def rademacher_weights(n_clusters: int) -> tuple[np.ndarray, bool]:
     return rng.choice((-1.0, 1.0), size=(n_clusters, WILD_BOOTSTRAP_DRAWS)), False
 
 
+@dataclass(frozen=True)
+class ClusterDesign:
+    """A design matrix with the per-cluster pieces the wild bootstrap reuses for every term."""
+
+    X: np.ndarray
+    onehot: np.ndarray  # rows x clusters, 1 where the row is in the cluster
+    xtx_inv: np.ndarray
+    hessians: np.ndarray  # clusters x k x k: X_g' X_g
+
+    @property
+    def n_clusters(self) -> int:
+        return self.onehot.shape[1]
+
+
+def cluster_design(X: np.ndarray, clusters: np.ndarray) -> ClusterDesign:
+    """Precompute (X'X)^-1 and each cluster's X_g' X_g for the cluster codes 0..G-1."""
+    n_clusters = int(clusters.max()) + 1
+    onehot = (clusters[:, None] == np.arange(n_clusters)[None, :]).astype(float)
+    hessians = np.stack([X[clusters == g].T @ X[clusters == g] for g in range(n_clusters)])
+    return ClusterDesign(X, onehot, np.linalg.inv(X.T @ X), hessians)
+
+
 def cluster_t_statistics(
-    X: np.ndarray,
-    clusters: np.ndarray,
+    design: ClusterDesign,
     column: int,
     fitted: np.ndarray,
     residuals: np.ndarray,
@@ -253,46 +274,47 @@ def cluster_t_statistics(
     of `fitted + residuals` regressed on X. Everything is computed for all samples at
     once from per-cluster sums, without refitting.
     """
+    X, xtx_inv = design.X, design.xtx_inv
     n, k = X.shape
-    n_clusters = weights.shape[0]
-    xtx_inv = np.linalg.inv(X.T @ X)
     a = xtx_inv[column]  # beta_j = a' X'y
-    # s[:, g] = X_g' u_g; H[g] = X_g' X_g
-    s = np.zeros((k, n_clusters))
-    np.add.at(s.T, clusters, X * residuals[:, None])
-    hessians = np.zeros((n_clusters, k, k))
-    np.add.at(hessians, clusters, X[:, :, None] * X[:, None, :])
+    s = X.T @ (design.onehot * residuals[:, None])  # s[:, g] = X_g' u_g
     beta_fitted = xtx_inv @ (X.T @ fitted)
-    numerator = beta_fitted[column] + (a @ s) @ weights
-    # score_g(b) . a = w_gb (a . s_g) - a' H_g (X'X)^-1 S w_b
     q = a @ s
-    r = np.einsum("i,gij,jk,kh->gh", a, hessians, xtx_inv, s)
+    numerator = beta_fitted[column] + q @ weights
+    # a . (cluster g's score in sample b) = w_gb (a . s_g) - a' H_g (X'X)^-1 S w_b
+    r = np.einsum("i,gij->gj", a, design.hessians) @ (xtx_inv @ s)
     scores = (np.diag(q) - r) @ weights
-    correction = n_clusters / (n_clusters - 1) * (n - 1) / (n - k)
+    g = design.n_clusters
+    correction = g / (g - 1) * (n - 1) / (n - k)
     variance = correction * (scores**2).sum(axis=0)
     return numerator / np.sqrt(variance)
 
 
 def wild_cluster_bootstrap_p(
-    y: np.ndarray, X: np.ndarray, clusters: np.ndarray, column: int
+    y: np.ndarray,
+    X: np.ndarray,
+    clusters: np.ndarray,
+    column: int,
+    design: ClusterDesign | None = None,
 ) -> tuple[float, int, bool]:
     """Return the wild cluster bootstrap-t p-value of H0: coefficient `column` = 0.
 
     WCR: the null is imposed (the model is refitted without the column), the
     restricted residuals are flipped by Rademacher signs per cluster, and the
     p-value is the share of bootstrap |t| at least the observed |t| (symmetric).
-    Returns (p-value, number of sign patterns, whether all were enumerated).
+    `design` may carry the precomputed cluster pieces of X. Returns (p-value,
+    number of sign patterns, whether all were enumerated).
     """
+    design = design or cluster_design(X, clusters)
     restricted = np.delete(X, column, axis=1)
     coef_r = np.linalg.lstsq(restricted, y, rcond=None)[0]
     fitted_r = restricted @ coef_r
     residuals_r = y - fitted_r
-    n_clusters = int(clusters.max()) + 1
-    weights, enumerated = rademacher_weights(n_clusters)
+    weights, enumerated = rademacher_weights(design.n_clusters)
     t_observed = cluster_t_statistics(
-        X, clusters, column, fitted_r, residuals_r, np.ones((n_clusters, 1))
+        design, column, fitted_r, residuals_r, np.ones((design.n_clusters, 1))
     )[0]
-    t_boot = cluster_t_statistics(X, clusters, column, fitted_r, residuals_r, weights)
+    t_boot = cluster_t_statistics(design, column, fitted_r, residuals_r, weights)
     tolerance = 1e-10 * max(1.0, abs(t_observed))
     p_value = float(np.mean(np.abs(t_boot) >= abs(t_observed) - tolerance))
     return p_value, weights.shape[1], enumerated
@@ -327,13 +349,14 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
     y, X = design_matrix(sample, spec)
     clusters = cluster_codes(sample)
     n_clusters = int(clusters.max()) + 1
-    ols = OLS(y, X)
+    base = OLS(y, X).fit()
     results = {
-        "nonrobust": ols.fit(),
-        "HC3": ols.fit(cov_type="HC3", use_t=True),
-        "cluster_school": ols.fit(cov_type="cluster", cov_kwds={"groups": clusters}, use_t=True),
+        "nonrobust": base,
+        "HC3": base.get_robustcov_results(cov_type="HC3", use_t=True),
+        "cluster_school": base.get_robustcov_results(cov_type="cluster", groups=clusters, use_t=True),
     }
-    bootstrap = [wild_cluster_bootstrap_p(y, X, clusters, j) for j in range(X.shape[1])]
+    design = cluster_design(X, clusters)
+    bootstrap = [wild_cluster_bootstrap_p(y, X, clusters, j, design) for j in range(X.shape[1])]
     note = cluster_note(n_clusters, bootstrap[0][1], bootstrap[0][2])
     rows = []
     for se_type, res in results.items():
@@ -357,7 +380,6 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
                     "note": {"nonrobust": NONROBUST_NOTE, "HC3": HC3_NOTE}.get(se_type, note),
                 }
             )
-    base = results["nonrobust"]
     return FittedModel(
         spec=spec,
         n_obs=int(base.nobs),
