@@ -323,6 +323,10 @@ def test_centring_moves_main_effects_not_interactions(fitted):
         (lambda s: s.with_columns(wave=pl.lit("other")), "also holds waves"),
         # An empty sample has nothing to fit.
         (lambda s: s.head(0), "is empty"),
+        # Without a child whose mother alone is away, mother_away cannot be estimated.
+        (lambda s: s.with_columns(mother_away=pl.lit(0)), r"without variation: \['mother_away'"),
+        # One school leaves nothing to cluster on.
+        (lambda s: s.with_columns(school_id=pl.lit("S1")), "at least two schools"),
     ],
 )
 def test_fit_all_refuses_a_wrong_sample(sample, make_bad, message):

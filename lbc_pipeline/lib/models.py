@@ -137,7 +137,6 @@ class FittedModel:
     f_stat: float
     f_p_value: float
     moderator_mean: float | None
-    params: np.ndarray
     covariances: dict[str, np.ndarray]
     coefficients: pl.DataFrame = field(repr=False)
 
@@ -349,6 +348,14 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
     y, X = design_matrix(sample, spec)
     clusters = cluster_codes(sample)
     n_clusters = int(clusters.max()) + 1
+    if np.linalg.matrix_rank(X) < X.shape[1]:
+        constant = [t for j, t in enumerate(spec.terms) if t != CONST and np.ptp(X[:, j]) == 0]
+        raise ValueError(
+            f"{spec.label} cannot be estimated on this sample: its design matrix is rank "
+            f"deficient (terms without variation: {constant or 'none; collinear terms'})"
+        )
+    if n_clusters < 2:
+        raise ValueError(f"{spec.label}: clustered standard errors need at least two schools")
     base = OLS(y, X).fit()
     results = {
         "nonrobust": base,
@@ -388,7 +395,6 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
         f_stat=float(base.fvalue),
         f_p_value=float(base.f_pvalue),
         moderator_mean=moderator_values(sample, spec)[1] if spec.moderator else None,
-        params=np.asarray(base.params, dtype=float),
         covariances={se: np.asarray(res.cov_params(), dtype=float) for se, res in results.items()},
         coefficients=pl.DataFrame(rows, schema=COEFFICIENT_SCHEMA_WITHOUT_WAVE),
     )
@@ -404,40 +410,47 @@ def check_single_wave(sample: pl.DataFrame, wave: str) -> None:
             raise ValueError(f"the sample for wave {wave!r} also holds waves {others}")
 
 
-def fit_all(sample: pl.DataFrame, wave: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Fit every model of both specifications on one wave's analysis sample.
-
-    Returns `marts.model_coefficients` (one row per specification x model x term x
-    SE type) and `marts.model_fit` (one row per specification x model; `centred`
-    is null for the Table 2 models, which have no moderator).
-    """
+def fit_every_model(sample: pl.DataFrame, wave: str) -> list[FittedModel]:
+    """Fit every model of both specifications on one wave's analysis sample."""
     check_single_wave(sample, wave)
-    coefficients, fits = [], []
-    for specification in SPECIFICATIONS:
-        for spec in model_specs(specification):
-            fitted = fit_model(sample, spec)
-            coefficients.append(fitted.coefficients)
-            fits.append(
-                {
-                    "wave": wave,
-                    "specification": specification,
-                    "table_no": spec.table_no,
-                    "model_no": spec.model_no,
-                    "n_obs": fitted.n_obs,
-                    "r_squared": fitted.r_squared,
-                    "adj_r_squared": fitted.adj_r_squared,
-                    "f_stat": fitted.f_stat,
-                    "f_p_value": fitted.f_p_value,
-                    "moderator": spec.moderator,
-                    "centred": spec.centre_moderator if spec.moderator else None,
-                }
-            )
-    coefficient_frame = (
-        pl.concat(coefficients)
+    return [fit_model(sample, spec) for specification in SPECIFICATIONS for spec in model_specs(specification)]
+
+
+def model_frames(fitted: list[FittedModel], wave: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Collect fitted models into `marts.model_coefficients` and `marts.model_fit`.
+
+    model_coefficients: one row per specification x model x term x SE type.
+    model_fit: one row per specification x model, with n_obs, r_squared,
+    adj_r_squared, f_stat, f_p_value (conventional F test), the moderator and
+    whether it was centred (null for the Table 2 models, which have none).
+    """
+    fits = [
+        {
+            "wave": wave,
+            "specification": f.spec.specification,
+            "table_no": f.spec.table_no,
+            "model_no": f.spec.model_no,
+            "n_obs": f.n_obs,
+            "r_squared": f.r_squared,
+            "adj_r_squared": f.adj_r_squared,
+            "f_stat": f.f_stat,
+            "f_p_value": f.f_p_value,
+            "moderator": f.spec.moderator,
+            "centred": f.spec.centre_moderator if f.spec.moderator else None,
+        }
+        for f in fitted
+    ]
+    coefficients = (
+        pl.concat([f.coefficients for f in fitted])
         .with_columns(pl.lit(wave, dtype=pl.String).alias("wave"))
         .select(COEFFICIENT_COLUMNS)
     )
-    return coefficient_frame, pl.DataFrame(fits, schema=FIT_SCHEMA)
+    return coefficients, pl.DataFrame(fits, schema=FIT_SCHEMA)
+
+
+def fit_all(sample: pl.DataFrame, wave: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Fit every model of both specifications and return (model_coefficients, model_fit)."""
+    return model_frames(fit_every_model(sample, wave), wave)
 
 
 def sample_sha256(sample: pl.DataFrame) -> str:
