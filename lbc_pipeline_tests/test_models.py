@@ -216,7 +216,8 @@ def brute_force_wild_p(y, X, clusters, column):
     def t_stat(outcome):
         beta = bread @ X.T @ outcome
         e = outcome - X @ beta
-        meat = sum(np.outer(X[clusters == g].T @ e[clusters == g], X[clusters == g].T @ e[clusters == g]) for g in groups)
+        scores = [X[clusters == g].T @ e[clusters == g] for g in groups]
+        meat = sum(np.outer(score, score) for score in scores)
         var = (bread @ meat @ bread)[column, column] * len(groups) / (len(groups) - 1) * (n - 1) / (n - k)
         return beta[column] / np.sqrt(var)
 
@@ -338,7 +339,10 @@ def test_sample_sha256_ignores_order_but_not_values(sample):
     digest = models.sample_sha256(sample)
     shuffled = sample.sample(fraction=1.0, shuffle=True, seed=1).select(list(reversed(sample.columns)))
     assert models.sample_sha256(shuffled) == digest
-    changed = sample.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.col("depression") + 1).otherwise(pl.col("depression")).alias("depression"))
+    first_row = pl.int_range(pl.len()) == 0
+    changed = sample.with_columns(
+        depression=pl.when(first_row).then(pl.col("depression") + 1).otherwise(pl.col("depression"))
+    )
     assert models.sample_sha256(changed) != digest
 
 

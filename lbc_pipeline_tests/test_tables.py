@@ -195,7 +195,8 @@ def test_regression_table_notes_the_raw_moderator_and_labels_interactions():
     coefficients, fit = coefficient_frames()
     table = tables.regression_table(coefficients, fit, 4)
     assert table.labels["mother_away:belong"] == "Mother away × School belonging"
-    assert any("mean-centred on the analysis sample in Model 2" in n and "raw" in n and "Model 1" in n for n in table.notes)
+    assert "The school-support measure is mean-centred on the analysis sample in Model 2; " in table.notes[-1]
+    assert "entered raw (on its own scale) in Model 1." in table.notes[-1]
     assert table.terms[-1] == "const"
 
 
@@ -257,7 +258,8 @@ def test_renderers_share_one_grid(tmp_path):
     assert rows[0] == list(grid.header)
     assert rows[1:] == [list(r.cells) for r in grid.rows]
 
-    written = tables.write_tables({"table_4": table, "table_1": tables.descriptive_table(tables.table1(six_children(), "t"))}, tmp_path)
+    table_1 = tables.descriptive_table(tables.table1(six_children(), "t"))
+    written = tables.write_tables({"table_4": table, "table_1": table_1}, tmp_path)
     assert sorted(p.name for p in written) == sorted(
         f"{stem}.{ext}" for stem in ("table_1", "table_4") for ext in ("md", "html", "tex", "csv")
     )
