@@ -56,7 +56,7 @@ class ReportContext:
     """Everything the report shows for one wave.
 
     Frames: sample_flow (step_order, step, n_before, n_excluded, n_after, reason),
-    scale_reliability (scale, n, n_items, cronbach_alpha), table1
+    scale_reliability (scale, n, n_items, cronbach_alpha; `sample` shown if present), table1
     (`marts.table1`), coefficients (`marts.model_coefficients`), fit
     (`marts.model_fit`), replication (`marts.replication`), hypotheses
     (`marts.hypotheses`).
@@ -192,7 +192,12 @@ def render_html_report(context: ReportContext) -> str:
             "Scale reliability",
             frame_table(
                 context.scale_reliability,
-                ("scale", "n", "n_items", "cronbach_alpha"),
+                # A `sample` column (which questionnaires alpha was computed on) is shown when present.
+                tuple(
+                    c
+                    for c in ("scale", "sample", "n", "n_items", "cronbach_alpha")
+                    if c in context.scale_reliability.columns
+                ),
                 "Internal consistency of the scales (Cronbach's alpha)",
                 {"cronbach_alpha": fmt(4)},
             ),
