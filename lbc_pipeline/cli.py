@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lbc_pipeline import config
@@ -19,12 +20,22 @@ def _dagster_home() -> Path:
     """DAGSTER_HOME, default `<repo>/.dagster_home`, so runs show in `dagster dev` later."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(config.PROJECT_ROOT / ".dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch(exist_ok=True)
+    settings = home / "dagster.yaml"
+    if not settings.exists():
+        settings.write_text((config.PROJECT_ROOT / "dagster.yaml").read_text())
     return home
 
 
-def run_waves(waves: list[str] | None = None, log_level: str = "WARNING") -> int:
-    """Materialise every asset and check of each wave; returns a process exit code."""
+@dataclass
+class RunSummary:
+    """What `lbc run` did: the exit code and each wave's check outcomes."""
+
+    code: int
+    checks: dict[str, dict[str, tuple[bool, str]]] = field(default_factory=dict)
+
+
+def run_waves(waves: list[str] | None = None, log_level: str = "WARNING") -> RunSummary:
+    """Materialise every asset and check of each wave (exit code 1 if a run failed)."""
     _dagster_home()
     from dagster import DagsterInstance
 
@@ -36,10 +47,10 @@ def run_waves(waves: list[str] | None = None, log_level: str = "WARNING") -> int
     missing = [w for w in selected if w not in known]
     if missing:
         print(f"no wave folder under {config.raw_dir()} for: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        return RunSummary(2)
     if not selected:
         print(f"no waves found under {config.raw_dir()}", file=sys.stderr)
-        return 2
+        return RunSummary(2)
     instance = DagsterInstance.get()
     registered = set(instance.get_dynamic_partitions("wave"))
     new = [w for w in selected if w not in registered]
@@ -47,6 +58,7 @@ def run_waves(waves: list[str] | None = None, log_level: str = "WARNING") -> int
         instance.add_dynamic_partitions("wave", new)
     job = defs.resolve_job_def("lbc_main_job")
     failed = []
+    summary = RunSummary(0)
     for wave in selected:
         started = time.perf_counter()
         note = " (SYNTHETIC reference data)" if known[wave].synthetic else ""
@@ -55,7 +67,7 @@ def run_waves(waves: list[str] | None = None, log_level: str = "WARNING") -> int
             instance=instance, partition_key=wave, raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
-        _print_steps(result)
+        summary.checks[wave] = _print_steps(result)
         status = "succeeded" if result.success else "FAILED"
         print(f"[lbc] wave {wave}: run {result.run_id[:8]} {status} in {time.perf_counter() - started:.1f} s", flush=True)
         if not result.success:
@@ -64,11 +76,13 @@ def run_waves(waves: list[str] | None = None, log_level: str = "WARNING") -> int
     print(f"\nOutputs:\n  warehouse  {config.duckdb_path()}\n  artifacts  {config.data_dir() / 'artifacts'}\n"
           f"  reports    {config.data_dir() / 'reports'}\n  Dagster    DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
           " (open with: dagster dev -w workspace.yaml)")
-    return 1 if failed else 0
+    summary.code = 1 if failed else 0
+    return summary
 
 
-def _print_steps(result) -> None:
-    """One line per materialised asset and per check, as the run reports them."""
+def _print_steps(result) -> dict[str, tuple[bool, str]]:
+    """Print one line per materialised asset and per check; return the check outcomes."""
+    checks = {}
     for event in result.all_events:
         if event.event_type_value == "ASSET_MATERIALIZATION":
             mat = event.event_specific_data.materialization
@@ -78,9 +92,11 @@ def _print_steps(result) -> None:
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             ev = event.event_specific_data
             verdict = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
+            checks[ev.asset_check_key.name] = (ev.passed, ev.severity.value)
             print(f"  check {ev.asset_check_key.name:38s} {verdict}: {ev.description or ''}", flush=True)
         elif event.event_type_value == "STEP_FAILURE":
             print(f"  step {event.step_key} FAILED: {event.event_specific_data.error.message.strip()}", flush=True)
+    return checks
 
 
 def print_flow(waves: list[str] | None = None) -> None:
@@ -100,8 +116,7 @@ def print_flow(waves: list[str] | None = None) -> None:
         print("the warehouse has no sample flow yet")
         return
     finally:
-        pass
-    con.close()
+        con.close()
     print("\nSample flow (analysis.sample_flow):")
     print(f"  {'wave':6s} {'step':14s} {'before':>7s} {'left':>6s} {'after':>7s}  reason")
     for wave, _, step, before, excluded, after, reason in rows:
@@ -121,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("generate", help="write a synthetic wave", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "run":
-        return run_waves(args.wave, args.log_level)
+        return run_waves(args.wave, args.log_level).code
     if args.command == "flow":
         print_flow(args.wave)
         return 0

@@ -9,7 +9,7 @@ from lbc_pipeline.assets import DUCKDB_POOL, wave_partitions
 from lbc_pipeline.assets._common import table_metadata
 from lbc_pipeline.config import wave_folder, read_manifest
 from lbc_pipeline.lib.sample import build_sample, pseudonym_key
-from lbc_pipeline.lib.warehouse import read_wave, replace_wave
+from lbc_pipeline.lib.warehouse import create_views, read_wave, replace_wave
 
 _STAGING = [AssetDep(["staging", t]) for t in ("questionnaires", "distribution", "missing_values")]
 
@@ -54,9 +54,9 @@ def build_analysis(context: AssetExecutionContext, duckdb: DuckDBResource):
         "analysis.analytic_sample": result.analytic_sample,
         "analysis.scale_reliability": reliability,
     }
-    docs = {t: (d, {}) for t, d in ANALYSIS_TABLES.items() if t in ("analysis.teacher_attitude_efa", "analysis.scale_reliability")}
     with duckdb.get_connection() as con:
-        replace_wave(con, tables, wave, docs=docs)
+        replace_wave(con, tables, wave)
+        create_views(con, ("staging", "analysis"))
     flow_text = "\n".join(
         f"| {r['step']} | {r['n_before']} | {r['n_excluded']} | {r['n_after']} |" for r in result.flow.to_dicts()
     )

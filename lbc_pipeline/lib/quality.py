@@ -145,7 +145,10 @@ def check_analytic_sample_gx(sample: pl.DataFrame, manifest: WaveManifest, setti
 
     from lbc_pipeline.lib.schemas import ANALYTIC_COLUMNS
 
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("lbc")
     ranges = {
         "depression": (6, 30), "age": (9, 15), "girl": (0, 1), "korean": (0, 1), "siblings": (0, 2),

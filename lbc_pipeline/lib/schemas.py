@@ -146,7 +146,10 @@ register("analysis.measures", pa.DataFrameSchema({
     "mother_edu": pa.Column(pl.Int64, pa.Check.isin([1, 2, 3]), nullable=True, description="Mother's education: 1 middle school or below, 2 technical middle / high school, 3 college or above"),
     "father_edu": pa.Column(pl.Int64, pa.Check.isin([1, 2, 3]), nullable=True, description="Father's education, coded as mother_edu"),
     "teacher_attitude": pa.Column(pl.Float64, nullable=True, description="Teacher's attitude: one-factor EFA regression score of the three head-teacher items, standardised on all valid questionnaires that answered them"),
-}, strict=False, description="One row per returned questionnaire: derived measures and analysis codings, with the reason where a measure is missing"))
+    "blank_items": pa.Column(pl.Int64, description="Substantive items (of 31) empty or refused: 16 or more make the questionnaire largely blank"),
+    "status": pa.Column(pl.String, pa.Check.isin(["invalid", "excluded", "analysed"]), description="Where the questionnaire ended"),
+    "primary_reason": pa.Column(pl.String, nullable=True, description="Why it left the sample (null when analysed); all reasons in analysis.exclusions"),
+}, strict=True, description="One row per returned questionnaire: derived measures and analysis codings, with the reason where a measure is missing"))
 
 register("analysis.exclusions", pa.DataFrameSchema({
     "wave": WAVE, "qid": QID,
@@ -234,3 +237,46 @@ def schema_for(table: str) -> pa.DataFrameSchema:
     if table == "staging.questionnaires":
         return staging_questionnaires_schema()
     return SCHEMAS[table]
+
+
+# ------------------------------------------------------------------ documentation only
+# Tables whose rows are not validated by a pandera contract here (the raw layer keeps what
+# was delivered; diagnostics are written by the code that computes them) still carry their
+# grain and a description of every column into DuckDB.
+def _raw_docs(role: str, grain: str) -> tuple[str, dict[str, str]]:
+    columns = {"wave": WAVE.description, "source_row": "Row number in the delivered file (1 = first data row)"}
+    for var in load_codebook().file_variables(role):
+        columns[var.name] = f"{var.en} ({var.zh}), as delivered (text)"
+    return grain, columns
+
+
+def documentation() -> dict[str, tuple[str, dict[str, str]]]:
+    """Grain and column descriptions of tables without a contract (`contract_docs` fallback)."""
+    return {
+        "raw.questionnaires": _raw_docs(
+            "questionnaires", "One row per keyed row of the questionnaires file, every value as delivered (text), "
+            "personal data included: the only layer that holds names and roll numbers; extra columns kept"),
+        "raw.distribution": _raw_docs("distribution", "One row per row of the distribution file, as delivered"),
+        "raw.load_log": ("One row per file loaded for a wave (the latest load)", {
+            "wave": WAVE.description, "file": "File name", "role": "questionnaires or distribution",
+            "sha256": "SHA-256 of the file's bytes", "size_bytes": "File size in bytes", "rows": "Data rows read",
+            "format": "csv, xlsx, sav, dta or parquet", "encoding": "Detected text encoding (csv: utf-8, utf-8-sig, gb18030)",
+            "extra_columns": "Columns not in the codebook, kept in the raw layer",
+            "value_labels": "Value labels stored in the file (sav/dta), as JSON", "loaded_at": "When it was loaded (UTC)",
+        }),
+        "analysis.teacher_attitude_efa": ("One row per head-teacher item: the one-factor EFA behind teacher_attitude", {
+            "wave": WAVE.description, "item": "Head-teacher item", "n": "Valid questionnaires that answered all three items (the estimation sample)",
+            "method": "Estimator (ml: maximum likelihood, statsmodels)", "loading": "Standardised loading on the factor",
+            "uniqueness": "1 - communality", "communality": "Share of the item's variance explained by the factor",
+            "score_weight": "Regression-method score weight on the standardised item", "item_mean": "Item mean on the estimation sample",
+            "item_sd": "Item SD (ddof=1) on the estimation sample", "eigenvalue": "Eigenvalues of the item correlation matrix, largest first",
+            "variance_explained": "Share of the items' total variance the factor explains",
+            "df": "Degrees of freedom of the factor model (0: three items and one factor are exactly identified, so no fit test applies)",
+        }),
+        "analysis.scale_reliability": ("One row per scale and sample: Cronbach's alpha with item statistics", {
+            "wave": WAVE.description, "scale": "depression (six CEPS items) or teacher_items (three head-teacher items)",
+            "sample": "analysed: the children in the models", "n": "Complete cases", "n_items": "Items in the scale",
+            "cronbach_alpha": "Cronbach's alpha: k/(k-1) * (1 - sum of item variances / variance of the total)",
+            "item_statistics": "Per item: mean, sd, corrected item-total correlation, alpha if the item is deleted",
+        }),
+    }

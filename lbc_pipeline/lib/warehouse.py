@@ -16,7 +16,7 @@ import duckdb
 import polars as pl
 
 from lbc_pipeline.config import SQL_DIR
-from lbc_pipeline.lib.schemas import schema_for
+from lbc_pipeline.lib.schemas import documentation, schema_for
 
 SCHEMAS = ("raw", "staging", "analysis", "marts")
 
@@ -49,8 +49,10 @@ def _comment(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame,
     if description:
         con.execute(f"comment on table {target} is {_literal(description)}")
     for column in frame.columns:
-        if column in columns and columns[column]:
-            con.execute(f"comment on column {target}.{_quote(column)} is {_literal(columns[column])}")
+        text = columns.get(column) or (
+            "Extra column, not in the codebook: kept as delivered" if schema == "raw" else None)
+        if text:
+            con.execute(f"comment on column {target}.{_quote(column)} is {_literal(text)}")
 
 
 def _literal(text: str) -> str:
@@ -63,7 +65,7 @@ def contract_docs(table: str) -> tuple[str | None, dict[str, str]]:
     try:
         contract = schema_for(table)
     except KeyError:
-        return None, {}
+        return documentation().get(table, (None, {}))
     return contract.description, {
         name: column.description or "" for name, column in contract.columns.items()
     }
@@ -134,9 +136,10 @@ def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     ).fetchone()[0])
 
 
-def create_views(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """(Re)create the views users read, from `sql/views/*.sql` (each a `create or replace view`)."""
-    names = sql_files("views")
+def create_views(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]) -> list[str]:
+    """(Re)create the views users read over `schemas`, from `sql/views/<schema>_*.sql`
+    (each file one `create or replace view`)."""
+    names = [n for n in sql_files("views") if n.split("/", 1)[1].split("_", 1)[0] in schemas]
     for name in names:
         con.execute(read_sql(name))
     return names

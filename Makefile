@@ -1,0 +1,38 @@
+# Set-up and everyday commands. Every target installs what it needs first.
+#   make run    install, then run the main job on every wave under data/raw
+#   make test   install (with test extras), then run the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV     := $(BIN)/uv
+
+.PHONY: install run test ui flow benchmark clean-outputs
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv==0.13.8
+
+$(VENV)/.installed: $(BIN)/python requirements.lock pyproject.toml
+	$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/lbc run
+
+test: install
+	$(BIN)/python -m pytest
+
+ui: install
+	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(BIN)/dagster dev -w workspace.yaml
+
+flow: install
+	$(BIN)/lbc flow
+
+benchmark: install
+	$(BIN)/python scripts/benchmark.py
+
+clean-outputs:
+	rm -rf data/warehouse data/artifacts data/reports
