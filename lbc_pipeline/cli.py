@@ -3,6 +3,7 @@
     lbc run                    every wave under data/raw (the reference wave by default)
     lbc run --wave 2019        one wave
     lbc flow                   the sample flow of every wave in the warehouse
+    lbc replication            the replication summary and the hypothesis verdicts
     lbc generate ...           write a synthetic wave (see `lbc generate --help`)
 """
 
@@ -125,6 +126,34 @@ def print_flow(waves: list[str] | None = None) -> None:
         print(f"  {wave:6s} {step:14s} {before:7d} {excluded:6d} {after:7d}  {reason}")
 
 
+def print_replication(waves: list[str] | None = None) -> int:
+    """Print the replication summary and the hypothesis verdicts from the warehouse."""
+    import duckdb
+
+    from lbc_pipeline.lib.replication import summarise_replication
+
+    path = config.duckdb_path()
+    if not path.exists():
+        print(f"no warehouse at {path}: run `lbc run` first", file=sys.stderr)
+        return 2
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        found = [r[0] for r in con.execute("select distinct wave from marts.replication order by 1").fetchall()]
+        for wave in waves or found:
+            replicated = con.sql("select * from marts.replication where wave = $w", params={"w": wave}).pl()
+            verdicts = con.sql("select * from marts.hypotheses where wave = $w", params={"w": wave}).pl()
+            print(f"Wave {wave}:")
+            print(summarise_replication(replicated).text)
+            print("\nHypotheses:")
+            for hypothesis, supported in verdicts.select("hypothesis", "supported").unique(maintain_order=True).iter_rows():
+                print(f"  {hypothesis}: {'supported' if supported else 'not supported'}")
+            for sentence in verdicts["sentence"].to_list():
+                print(f"  - {sentence}")
+    finally:
+        con.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lbc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--log-level", default="WARNING", help="Dagster console log level (default WARNING)")
     flow = sub.add_parser("flow", help="print the sample flow from the warehouse")
     flow.add_argument("--wave", action="append")
+    replication = sub.add_parser("replication", help="print the replication summary and hypotheses")
+    replication.add_argument("--wave", action="append")
     sub.add_parser("generate", help="write a synthetic wave", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "run":
@@ -140,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "flow":
         print_flow(args.wave)
         return 0
+    if args.command == "replication":
+        return print_replication(args.wave)
     if args.command == "generate":
         from lbc_pipeline.lib.synthetic.cli import main as generate_main
 

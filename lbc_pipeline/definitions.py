@@ -5,9 +5,9 @@ from __future__ import annotations
 from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor, load_assets_from_modules
 
 from lbc_pipeline import checks, resources
-from lbc_pipeline.assets import analysis, raw, staging
+from lbc_pipeline.assets import analysis, marts, raw, staging
 
-assets = load_assets_from_modules([raw, staging, analysis])
+assets = load_assets_from_modules([raw, staging, analysis, marts])
 
 main_job = define_asset_job(
     name="lbc_main_job",
