@@ -137,8 +137,11 @@ def discover_waves(root: Path | None = None) -> list[WaveManifest]:
 
 
 def wave_folder(wave: str) -> Path:
-    """The folder of a registered wave: `data/raw/<wave>` (the sensor copies deliveries there)."""
-    for manifest in discover_waves():
-        if manifest.wave == wave:
-            return manifest.folder
-    raise FileNotFoundError(f"no folder under {raw_dir()} holds wave {wave!r}")
+    """The folder that holds wave `wave`: under data/raw, else under data/incoming (where the
+    sensor finds new deliveries; they are read in place, never moved or changed)."""
+    found = [m.folder for root in (raw_dir(), incoming_dir()) for m in discover_waves(root) if m.wave == wave]
+    if not found:
+        raise FileNotFoundError(f"no folder under {raw_dir()} or {incoming_dir()} holds wave {wave!r}")
+    if len(found) > 1:
+        raise FileNotFoundError(f"wave {wave!r} is delivered twice: {', '.join(map(str, found))}; keep one")
+    return found[0]

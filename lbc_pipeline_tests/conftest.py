@@ -46,6 +46,7 @@ def varied_rows(n: int, seed: int = 7, prefix: str = "Q") -> list[dict]:
         teacher = [str(int(np.clip(round(2.5 + 0.9 * common + rng.normal(0, 0.6)), 1, 4))) for _ in range(3)]
         dep = [str(int(np.clip(round(2.2 - 0.6 * common + rng.normal(0, 0.6)), 1, 5))) for _ in range(6)]
         group = rng.choice(["none", "mother", "father", "both"], p=[0.55, 0.1, 0.2, 0.15])
+        grade = int(rng.choice([7, 8, 9]))
         q1, mdur, fdur = {"none": ("2", "-7", "-7"), "mother": ("1", "4", "1"),
                           "father": ("1", "1", "5"), "both": ("1", "3", "4")}[group]
         rows.append(valid_row(
@@ -56,7 +57,11 @@ def varied_rows(n: int, seed: int = 7, prefix: str = "Q") -> list[dict]:
             ht_ask_life=teacher[0], ht_talk_guardian=teacher[1], ht_praise=teacher[2],
             dep1=dep[0], dep2=dep[1], dep3=dep[2], dep4=dep[3], dep5=dep[4], dep6=dep[5],
             belong=str(rng.integers(3, 6)), siblings=str(rng.integers(0, 4)),
-            school_id=str(rng.choice(["S2", "S3"])),
+            school_id=str(rng.choice(["S2", "S3"])), grade=str(grade),
+            birth_year=str(2019 - grade - 6 - int(rng.integers(0, 2))), birth_month=str(rng.integers(1, 13)),
+            mother_edu=str(rng.integers(1, 9)), father_edu=str(rng.integers(1, 9)),
+            ht_satisfaction=str(rng.integers(2, 6)), best_friends=str(rng.integers(1, 5)),
+            class_closeness=str(rng.integers(2, 6)), peer_satisfaction=str(rng.integers(2, 6)),
         ))
     return rows
 

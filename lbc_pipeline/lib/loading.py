@@ -8,6 +8,7 @@ not be loaded, queryable in `raw.rejected_files`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,14 @@ import duckdb
 import polars as pl
 
 from lbc_pipeline.config import ManifestError, WaveManifest, read_manifest, wave_folder
-from lbc_pipeline.lib.reading import ROW_COLUMN, LoadedFile, RawFileError, find_raw_file, read_raw_file
+from lbc_pipeline.lib.reading import (
+    ROW_COLUMN,
+    LoadedFile,
+    RawFileError,
+    file_sha256,
+    find_raw_file,
+    read_raw_file,
+)
 
 
 @dataclass(frozen=True)
@@ -83,3 +91,39 @@ def record_rejection(con: duckdb.DuckDBPyConnection, wave: str, error: RawFileEr
     con.execute("insert into raw.rejected_files by name select * from __rejected")
     con.unregister("__rejected")
     con.execute("comment on table raw.rejected_files is 'One row per rejected delivery attempt: the file, row and column at fault and why (history kept)'")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A wave folder as the sensor sees it: its wave id and the sha256 of each file."""
+
+    wave: str
+    folder: Path
+    files: dict[str, str]
+
+    @property
+    def fingerprint(self) -> str:
+        """One digest of every file's name and sha256 (changes when any file changes)."""
+        text = "\n".join(f"{name} {digest}" for name, digest in sorted(self.files.items()))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def changes_since(self, previous: dict[str, str] | None) -> str:
+        """What changed since the files last seen (`previous`: name -> sha256)."""
+        if not previous:
+            return "new delivery"
+        changed = [n for n in sorted(self.files) if previous.get(n) != self.files[n]]
+        removed = [n for n in sorted(previous) if n not in self.files]
+        parts = [f"{n} {previous.get(n, 'absent')[:12]} -> {self.files[n][:12]}" for n in changed]
+        parts += [f"{n} removed" for n in removed]
+        return "; ".join(parts) or "unchanged"
+
+
+def inspect_delivery(folder: Path) -> Delivery:
+    """A quick look at a delivered wave folder: manifest readable, both files present and
+    readable with every required column, and each file's sha256. Raises `RawFileError`."""
+    files = load_folder(folder)
+    digests = {f.path.name: f.sha256 for f in (files.questionnaires, files.distribution)}
+    manifest = folder / "wave.yaml"
+    if manifest.exists():
+        digests[manifest.name] = file_sha256(manifest)
+    return Delivery(wave=files.manifest.wave, folder=folder, files=digests)
