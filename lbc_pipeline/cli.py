@@ -73,6 +73,14 @@ def run_waves(waves: list[str] | None = None, log_level: str = "WARNING") -> Run
         print(f"[lbc] wave {wave}: run {result.run_id[:8]} {status} in {time.perf_counter() - started:.1f} s", flush=True)
         if not result.success:
             failed.append(wave)
+    if not failed:
+        print("[lbc] pooled models and wave-over-wave comparison over every wave in the warehouse ...", flush=True)
+        cross = defs.resolve_job_def("lbc_cross_wave_job").execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}})
+        summary.checks["cross_wave"] = _print_steps(cross)
+        if not cross.success:
+            failed.append("cross_wave")
     print_flow(selected)
     print(f"\nOutputs:\n  warehouse  {config.duckdb_path()}\n  artifacts  {config.data_dir() / 'artifacts'}\n"
           f"  reports    {config.data_dir() / 'reports'}\n  Dagster    DAGSTER_HOME={os.environ['DAGSTER_HOME']}"

@@ -12,8 +12,11 @@ import json
 
 from dagster import (
     DefaultScheduleStatus,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunStatusSensorContext,
+    run_status_sensor,
     ScheduleEvaluationContext,
     SensorEvaluationContext,
     SensorResult,
@@ -24,7 +27,7 @@ from dagster import (
 
 from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.config import incoming_dir, wave_folder
-from lbc_pipeline.jobs import main_job
+from lbc_pipeline.jobs import cross_wave_job, main_job
 from lbc_pipeline.lib.loading import Delivery, inspect_delivery
 from lbc_pipeline.lib.reading import RawFileError
 
@@ -111,3 +114,10 @@ def nightly_refresh(context: ScheduleEvaluationContext):
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
     return [RunRequest(partition_key=wave, run_key=f"nightly:{day}:{wave}", tags={DELIVERY_TAG: why})
             for wave, why in stale.items()]
+
+
+@run_status_sensor(run_status=DagsterRunStatus.SUCCESS, monitored_jobs=[main_job], request_job=cross_wave_job,
+                   default_status=DefaultSensorStatus.RUNNING,
+                   description="After a wave's run succeeds, refresh the pooled and comparison marts.")
+def refresh_cross_wave(context: RunStatusSensorContext):
+    return RunRequest(run_key=f"cross-wave:{context.dagster_run.run_id}")

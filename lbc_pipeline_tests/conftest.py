@@ -58,7 +58,7 @@ def varied_rows(n: int, seed: int = 7, prefix: str = "Q") -> list[dict]:
             dep1=dep[0], dep2=dep[1], dep3=dep[2], dep4=dep[3], dep5=dep[4], dep6=dep[5],
             belong=str(rng.integers(3, 6)), siblings=str(rng.integers(0, 4)),
             school_id=str(rng.choice(["S2", "S3"])), grade=str(grade),
-            birth_year=str(2019 - grade - 6 - int(rng.integers(0, 2))), birth_month=str(rng.integers(1, 13)),
+            birth_year=str(2019 - grade - 5 - int(rng.integers(0, 2))), birth_month=str(rng.integers(1, 13)),
             mother_edu=str(rng.integers(1, 9)), father_edu=str(rng.integers(1, 9)),
             ht_satisfaction=str(rng.integers(2, 6)), best_friends=str(rng.integers(1, 5)),
             class_closeness=str(rng.integers(2, 6)), peer_satisfaction=str(rng.integers(2, 6)),

@@ -8,7 +8,33 @@ _MODEL = {
     "model_no": "The model's number within its table",
 }
 
+_POOLED = {
+    "wave": "'pooled': rows computed on every wave together", "waves": "The waves pooled, comma-separated",
+    "specification": _MODEL["specification"], "table_no": _MODEL["table_no"], "model_no": _MODEL["model_no"],
+    "n_obs": "Children in the pooled model",
+}
+
 MARTS_DOCS: dict[str, tuple[str, dict[str, str]]] = {
+    "marts.pooled_coefficients": (
+        "One row per specification x model x term x SE type: the paper's models on all waves stacked, with wave fixed effects",
+        {**_POOLED, "term": "Term as in marts.model_coefficients, plus wave_<id> fixed effects (the first wave is the reference)",
+         "estimate": "OLS coefficient", "std_error": "Standard error of the given se_type", "t_value": "estimate / std_error",
+         "p_value": "Two-sided p-value", "ci_low": "Lower bound of the 95% confidence interval",
+         "ci_high": "Upper bound of the 95% confidence interval", "stars": "*** p < 0.001, ** p < 0.01, * p < 0.05",
+         "se_type": "nonrobust or HC3 (no cluster SEs: too few schools)",
+         "note": "Fixed effects used, reference wave, centring of the moderator on the pooled sample"}),
+    "marts.pooled_fit": (
+        "One row per specification x model: fit of the pooled model",
+        {**_POOLED, "n_waves": "Waves pooled", "r_squared": "R-squared", "adj_r_squared": "Adjusted R-squared",
+         "f_stat": "F statistic (wave dummies included)", "f_p_value": "p-value of the F statistic"}),
+    "marts.wave_comparison": (
+        "One row per wave x kind x measure x statistic, beside the same number of the previous wave",
+        {"wave": WAVE, "previous_wave": "The wave before (sorted ids); null for the first",
+         "kind": "group_size, share, mean, alpha or coefficient", "measure": "Group, measure or model term",
+         "statistic": "n, share, mean, sd, cronbach_alpha, or the model label for coefficients",
+         "value": "This wave's number", "previous_value": "The previous wave's number", "delta": "value - previous_value",
+         "relative_change": "delta / |previous_value| (null when it is 0)", "std_error": "Coefficient standard error (coefficients only)",
+         "previous_std_error": "The previous wave's standard error", "z_change": "delta / sqrt(se^2 + previous se^2) (coefficients only)"}),
     "marts.model_coefficients": (
         "One row per wave x specification x model x term x SE type: OLS estimates of the depression score",
         {**_MODEL,

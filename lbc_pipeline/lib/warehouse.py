@@ -71,6 +71,26 @@ def contract_docs(table: str) -> tuple[str | None, dict[str, str]]:
     }
 
 
+def replace_table(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame],
+                  docs: Mapping[str, tuple[str | None, Mapping[str, str]]] | None = None) -> dict[str, int]:
+    """Replace whole tables (every row, every wave) atomically: for cross-wave marts."""
+    con.execute("begin transaction")
+    try:
+        for table, frame in tables.items():
+            schema, name = _split(table)
+            con.execute(f"create schema if not exists {_quote(schema)}")
+            con.register("__frame", frame)
+            con.execute(f"create or replace table {_quote(schema)}.{_quote(name)} as select * from __frame")
+            con.unregister("__frame")
+            description, columns = (docs or {}).get(table) or contract_docs(table)
+            _comment(con, table, frame, description, columns)
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return {table: frame.height for table, frame in tables.items()}
+
+
 def replace_wave(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], wave: str,
                  docs: Mapping[str, tuple[str | None, Mapping[str, str]]] | None = None) -> dict[str, int]:
     """Replace one wave's rows in several tables, atomically; returns rows written per table.
