@@ -5,7 +5,10 @@ The reference wave must give the paper's flow (1059 / 980 / 933 / 605) and group
 outside the raw layer.
 """
 
+import os
 import shutil
+import subprocess
+from html.parser import HTMLParser
 from pathlib import Path
 
 import duckdb
@@ -107,3 +110,48 @@ def test_a_small_wave_runs_end_to_end_and_bad_delivery_is_rejected(data_env):
         tables = {r[0] for r in con.execute("select distinct wave from raw.questionnaires").fetchall()}
     assert rejected[0][0] == "broken" and rejected[0][1] == "class_id"
     assert tables == {"small"}  # nothing of the broken delivery was written
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI: .ci/run installs Debian's chromium")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return path
+
+
+def test_html_report_renders_in_headless_chromium(reference_run, tmp_path):
+    """The report a researcher opens: it must render its tables, marked synthetic."""
+    _, data, _ = reference_run
+    report = data / "reports" / "2019" / "report.html"
+    assert report.exists()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    dom = subprocess.run([chromium(), *flags, "--dump-dom", report.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Uncaught" not in dom.stderr and "ERROR:CONSOLE" not in dom.stderr
+    parser = TableCounter()
+    parser.feed(dom.stdout)
+    assert parser.tables >= 8, parser.tables  # flow, reliability, Tables 1-4, replication, hypotheses
+    assert parser.rows > 100
+    assert "SYNTHETIC" in dom.stdout
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium(), *flags, f"--screenshot={shot}", "--window-size=1280,2000", report.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+class TableCounter(HTMLParser):
+    """Counts the tables and rows of the DOM Chromium rendered."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables = 0
+        self.rows = 0
+
+    def handle_starttag(self, tag, attrs):
+        self.tables += tag == "table"
+        self.rows += tag == "tr"
