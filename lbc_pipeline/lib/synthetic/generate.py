@@ -836,26 +836,21 @@ def key_questionnaires(raw: dict[str, np.ndarray], children: dict[str, np.ndarra
         names.assign_roll_numbers(school + 1, school_year - (grade - first_grade), class_no, seat),
     )
 
+    # keying duplicates: identical copies, and second keyings of the conflicting questionnaires
+    # (appended to the answers as rows n, n+1, ... and changed there)
     conflicting = fate.rows("conflicting_duplicate")
     identical = np.sort(rng.choice(np.flatnonzero(~fate.mask("conflicting_duplicate")),
                                    plan.identical_duplicates, replace=False))
-    source = np.concatenate([np.arange(n), identical, conflicting])
-    copy = np.concatenate([np.zeros(n, dtype=bool), np.ones(len(identical) + len(conflicting), dtype=bool)])
-    order = np.lexsort((copy, serial[source]))
-    source, copy = source[order], copy[order]
-    rekeyed = np.flatnonzero(copy & fate.mask("conflicting_duplicate")[source])
-    values = {name: column[source] for name, column in raw.items()}
-    _rekey_with_differences(values, rekeyed, codes, rng)
-
-    keyed = text[source]
-    columns = []
-    for variable in codes.book.file_variables("questionnaires"):
-        if variable.is_numeric:
-            column = pl.Series(variable.name, values[variable.name])
-            columns.append(column.scatter(np.flatnonzero(values[variable.name] == EMPTY), None))
-        else:
-            columns.append(keyed[variable.name])
-    return pl.DataFrame(columns)
+    numeric = [v.name for v in codes.book.file_variables("questionnaires") if v.is_numeric]
+    answers = {name: np.concatenate([raw[name], raw[name][conflicting]]) for name in numeric}
+    _rekey_with_differences(answers, np.arange(n, n + len(conflicting)), codes, rng)
+    source = np.concatenate([np.arange(n), identical, n + np.arange(len(conflicting))])
+    questionnaire = np.concatenate([np.arange(n), identical, conflicting])
+    order = np.lexsort((source != questionnaire, serial[questionnaire]))  # stable: first keying first
+    keyed = pl.concat(
+        [text[questionnaire[order]], pl.DataFrame(answers)[source[order]]], how="horizontal"
+    ).with_columns([pl.when(pl.col(c) == EMPTY).then(None).otherwise(pl.col(c)).alias(c) for c in numeric])
+    return keyed.select([v.name for v in codes.book.file_variables("questionnaires")])
 
 
 def _rekey_with_differences(values: dict[str, np.ndarray], rows: np.ndarray, codes: _Codes,
