@@ -135,7 +135,7 @@ def test_manifest_is_the_contracts(reference: generate.Wave) -> None:
     assert "SYNTHETIC" in manifest["description"]
 
 
-def test_schools_grades_and_dates_follow_the_design(reference: generate.Wave) -> None:
+def test_schools_grades_dates_and_destinations_follow_the_design(reference: generate.Wave) -> None:
     q = reference.questionnaires
     dist = reference.distribution
     assert dist.select("school_id", "school_type", "school_level").rows() == [
@@ -150,6 +150,13 @@ def test_schools_grades_and_dates_follow_the_design(reference: generate.Wave) ->
     destinations = pl.concat([korean["mother_dest"], korean["father_dest"]]).drop_nulls()
     answered = destinations.filter(destinations > 0)
     assert answered.mode().to_list() == [3]  # South Korea dominant among ethnic-Korean families
+    # one survey date per class inside the fieldwork window, but for the 9 keying errors outside
+    # it and one empty and one impossible date
+    dates = q.unique("qid").with_columns(pl.col("survey_date").str.to_date(strict=False))
+    inside = dates.filter(pl.col("survey_date").is_between(*generate.FIELDWORK))
+    assert dates.height - inside.height == 9 + 2
+    per_class = inside.filter(pl.col("school_id").is_in(dist["school_id"].implode())).group_by("school_id", "class_id")
+    assert per_class.agg(pl.col("survey_date").n_unique())["survey_date"].max() == 1
 
 
 def test_names_are_chinese_and_korean_families_have_korean_surnames(reference: generate.Wave) -> None:

@@ -482,7 +482,7 @@ def place_children(children: dict[str, np.ndarray], fate: Fates, n_sites: int,
     school = rng.integers(0, n_sites, n) * len(SITE_SCHOOLS) + position
 
     cohort = school.astype(np.int64) * 100 + grade
-    cohorts, inverse, counts = np.unique(cohort, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(cohort, return_inverse=True, return_counts=True)
     n_classes = np.maximum(1, np.rint(counts / CLASS_SIZE)).astype(np.int64)
     class_no = (rng.random(n) * n_classes[inverse]).astype(np.int64) + 1
 
