@@ -72,25 +72,25 @@ INVALID_WEIGHTS = {
     "unknown_school": 6,
     "outside_fieldwork": 9,
 }
-EXCLUSION_WEIGHTS = {
+EXCLUSION_WEIGHTS = {  # parents' education unknown most often, each reason under 10% of valid
     "deceased_parent": 7,
-    "missing_depression": 30,
-    "missing_migration_group": 35,
-    "missing_gender": 3,
-    "missing_age": 8,
-    "missing_grade": 3,
-    "missing_siblings": 6,
-    "missing_ethnicity": 4,
-    "missing_mother_edu": 120,
-    "missing_father_edu": 60,
-    "missing_belong": 10,
+    "missing_depression": 38,
+    "missing_migration_group": 42,
+    "missing_gender": 4,
+    "missing_age": 10,
+    "missing_grade": 4,
+    "missing_siblings": 8,
+    "missing_ethnicity": 5,
+    "missing_mother_edu": 84,
+    "missing_father_edu": 50,
+    "missing_belong": 14,
     "missing_ht_ask_life": 8,
     "missing_ht_talk_guardian": 5,
     "missing_ht_praise": 4,
-    "missing_ht_satisfaction": 8,
-    "missing_best_friends": 6,
-    "missing_class_closeness": 6,
-    "missing_peer_satisfaction": 5,
+    "missing_ht_satisfaction": 12,
+    "missing_best_friends": 9,
+    "missing_class_closeness": 12,
+    "missing_peer_satisfaction": 12,
 }
 IDENTICAL_DUPLICATE_SHARE = 5 / 980
 
@@ -144,7 +144,7 @@ SECONDARY_ITEMS = (
     "belong", "ht_satisfaction", "best_friends", "class_closeness", "peer_satisfaction",
 )
 SECONDARY_SHARE = 0.15
-FATHER_EDU_WITH_MOTHER_EDU = 0.55  # children who do not know one parent's education often
+FATHER_EDU_WITH_MOTHER_EDU = 0.4  # children who do not know one parent's education often
                                    # do not know the other's
 
 # Raw answers behind the analysis codings.
