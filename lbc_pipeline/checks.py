@@ -16,7 +16,7 @@ from dagster import (
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from lbc_pipeline.assets import DUCKDB_POOL, wave_partitions
+from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.config import read_manifest, wave_folder
 from lbc_pipeline.lib import quality
 from lbc_pipeline.lib.warehouse import read_wave
@@ -45,7 +45,7 @@ def _result(outcome: quality.Outcome) -> AssetCheckResult:
     )
 
 
-@asset_check(asset=["analysis", "sample_flow"], blocking=True, partitions_def=wave_partitions, pool=DUCKDB_POOL,
+@asset_check(asset=["analysis", "sample_flow"], blocking=True, partitions_def=wave_partitions,
              description="Every step conserves questionnaires (n_before = n_excluded + n_after) and every returned questionnaire is analysed or has a reason.")
 def sample_flow_conservation(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
     wave = context.partition_key
@@ -55,7 +55,7 @@ def sample_flow_conservation(context: AssetCheckExecutionContext, duckdb: DuckDB
     return _result(quality.check_conservation(flow, status))
 
 
-@asset_check(asset=["analysis", "sample_flow"], blocking=True, partitions_def=wave_partitions, pool=DUCKDB_POOL,
+@asset_check(asset=["analysis", "sample_flow"], blocking=True, partitions_def=wave_partitions,
              description="The flow's counts equal the wave manifest's expected counts (ERROR); without expectations, a WARN report.")
 def sample_flow_expected_counts(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
     wave = context.partition_key
@@ -66,7 +66,7 @@ def sample_flow_expected_counts(context: AssetCheckExecutionContext, duckdb: Duc
     return _result(quality.check_expected_counts(flow, groups, read_manifest(wave_folder(wave))))
 
 
-@asset_check(asset=["analysis", "exclusions"], partitions_def=wave_partitions, pool=DUCKDB_POOL,
+@asset_check(asset=["analysis", "exclusions"], partitions_def=wave_partitions,
              description="WARN when one exclusion reason removes more than the configured share of valid questionnaires.")
 def exclusion_shares(context: AssetCheckExecutionContext, duckdb: DuckDBResource,
                      quality_config: QualityConfig) -> AssetCheckResult:
@@ -78,7 +78,7 @@ def exclusion_shares(context: AssetCheckExecutionContext, duckdb: DuckDBResource
     return _result(quality.check_exclusion_shares(reasons, n_valid, quality_config.settings()))
 
 
-@asset_check(asset=["analysis", "exclusions"], partitions_def=wave_partitions, pool=DUCKDB_POOL,
+@asset_check(asset=["analysis", "exclusions"], partitions_def=wave_partitions,
              description="WARN when excluded and analysed valid children differ by school, gender, grade or migration group (chi-square tests).")
 def differential_attrition(context: AssetCheckExecutionContext, duckdb: DuckDBResource,
                            quality_config: QualityConfig) -> AssetCheckResult:
@@ -88,7 +88,7 @@ def differential_attrition(context: AssetCheckExecutionContext, duckdb: DuckDBRe
     return _result(quality.check_differential_attrition(status, quality_config.settings()))
 
 
-@asset_check(asset=["analysis", "analytic_sample"], blocking=True, partitions_def=wave_partitions, pool=DUCKDB_POOL,
+@asset_check(asset=["analysis", "analytic_sample"], blocking=True, partitions_def=wave_partitions,
              description="great-expectations suite on the analysis sample: types, ranges, non-null, unique keys, migration groups and their sizes.")
 def analytic_sample_expectations(context: AssetCheckExecutionContext, duckdb: DuckDBResource,
                                  quality_config: QualityConfig) -> AssetCheckResult:

@@ -112,20 +112,20 @@ def print_flow(waves: list[str] | None = None) -> None:
     """Print analysis.sample_flow from the warehouse (read-only)."""
     import duckdb
 
+    from lbc_pipeline.lib.warehouse import read_only
+
     path = config.duckdb_path()
     if not path.exists():
         print(f"no warehouse at {path}")
         return
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        rows = con.execute(
-            "select wave, step_order, step, n_before, n_excluded, n_after, reason "
-            "from analysis.sample_flow order by wave, step_order").fetchall()
-    except duckdb.CatalogException:
-        print("the warehouse has no sample flow yet")
-        return
-    finally:
-        con.close()
+    with read_only(path) as con:
+        try:
+            rows = con.execute(
+                "select wave, step_order, step, n_before, n_excluded, n_after, reason "
+                "from analysis.sample_flow order by wave, step_order").fetchall()
+        except duckdb.CatalogException:
+            print("the warehouse has no sample flow yet")
+            return
     print("\nSample flow (analysis.sample_flow):")
     print(f"  {'wave':6s} {'step':14s} {'before':>7s} {'left':>6s} {'after':>7s}  reason")
     for wave, _, step, before, excluded, after, reason in rows:
@@ -136,16 +136,14 @@ def print_flow(waves: list[str] | None = None) -> None:
 
 def print_replication(waves: list[str] | None = None) -> int:
     """Print the replication summary and the hypothesis verdicts from the warehouse."""
-    import duckdb
-
     from lbc_pipeline.lib.replication import summarise_replication
+    from lbc_pipeline.lib.warehouse import read_only
 
     path = config.duckdb_path()
     if not path.exists():
         print(f"no warehouse at {path}: run `lbc run` first", file=sys.stderr)
         return 2
-    con = duckdb.connect(str(path), read_only=True)
-    try:
+    with read_only(path) as con:
         found = [r[0] for r in con.execute("select distinct wave from marts.replication order by 1").fetchall()]
         for wave in waves or found:
             replicated = con.sql("select * from marts.replication where wave = $w", params={"w": wave}).pl()
@@ -157,8 +155,6 @@ def print_replication(waves: list[str] | None = None) -> int:
                 print(f"  {hypothesis}: {'supported' if supported else 'not supported'}")
             for sentence in verdicts["sentence"].to_list():
                 print(f"  - {sentence}")
-    finally:
-        con.close()
     return 0
 
 

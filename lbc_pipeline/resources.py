@@ -1,6 +1,7 @@
 """Resources: the DuckDB warehouse, one writer at a time."""
 
 from contextlib import contextmanager
+from pathlib import Path
 
 import duckdb
 from dagster._utils.backoff import backoff
@@ -8,36 +9,40 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from lbc_pipeline.config import duckdb_path
+from lbc_pipeline.lib.warehouse import exclusive_file_lock, lock_path
 
 
 class WarehouseResource(DuckDBResource):
-    """The DuckDB warehouse.
+    """The DuckDB warehouse, with its writers serialised across runs and processes.
 
+    DuckDB allows one read-write connection per file: every step that connects first takes an
+    exclusive lock on `<database>.lock`, so concurrent runs (the sensor's, the schedule's,
+    several waves at once) take turns step by step instead of failing on the file lock.
     With `database` left empty the path is resolved when a step connects, from
     `LBC_DUCKDB_PATH` (default data/warehouse/lbc.duckdb), so one loaded code location can
-    serve several warehouses (tests, a second deployment). Connections are closed even
-    when a step fails, so a failed step never keeps the file locked. DuckDB allows one
-    writer per file: the main job runs its steps in one process, and UI or sensor runs
-    share the `duckdb` pool (limit 1 in dagster.yaml).
+    serve several warehouses. Connections are closed even when a step fails. A DuckDB CLI or
+    notebook holding the file read-write still blocks runs (connection retries, then a clear
+    failure): analysts should open it read-only.
     """
 
     database: str = Field(default="", description="Path of the DuckDB file; empty = LBC_DUCKDB_PATH or data/warehouse/lbc.duckdb")
+    lock_timeout_s: float = Field(default=1800.0, description="How long a step waits for another run's connection to end")
 
     @contextmanager
     def get_connection(self):
-        path = self.database or str(duckdb_path())
-        if not self.database:
-            duckdb_path().parent.mkdir(parents=True, exist_ok=True)
-        con = backoff(
-            fn=duckdb.connect,
-            retry_on=(RuntimeError, duckdb.IOException),
-            kwargs={"database": path, "read_only": False, "config": dict(self.connection_config)},
-            max_retries=10,
-        )
-        try:
-            yield con
-        finally:
-            con.close()
+        path = Path(self.database) if self.database else duckdb_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with exclusive_file_lock(lock_path(path), self.lock_timeout_s):
+            con = backoff(
+                fn=duckdb.connect,
+                retry_on=(RuntimeError, duckdb.IOException),
+                kwargs={"database": str(path), "read_only": False, "config": dict(self.connection_config)},
+                max_retries=10,
+            )
+            try:
+                yield con
+            finally:
+                con.close()
 
 
 def warehouse_resource() -> WarehouseResource:

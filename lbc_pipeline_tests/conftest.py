@@ -45,7 +45,7 @@ def varied_rows(n: int, seed: int = 7, prefix: str = "Q") -> list[dict]:
         common = rng.normal()
         teacher = [str(int(np.clip(round(2.5 + 0.9 * common + rng.normal(0, 0.6)), 1, 4))) for _ in range(3)]
         dep = [str(int(np.clip(round(2.2 - 0.6 * common + rng.normal(0, 0.6)), 1, 5))) for _ in range(6)]
-        group = rng.choice(["none", "mother", "father", "both"], p=[0.55, 0.1, 0.2, 0.15])
+        group = rng.choice(["none", "mother", "father", "both"], p=[0.5, 0.15, 0.2, 0.15])
         grade = int(rng.choice([7, 8, 9]))
         q1, mdur, fdur = {"none": ("2", "-7", "-7"), "mother": ("1", "4", "1"),
                           "father": ("1", "1", "5"), "both": ("1", "3", "4")}[group]

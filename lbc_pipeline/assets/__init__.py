@@ -7,5 +7,3 @@ key prefix is its DuckDB schema, and its group is its stage.
 from dagster import DynamicPartitionsDefinition
 
 wave_partitions = DynamicPartitionsDefinition(name="wave")
-
-DUCKDB_POOL = "duckdb"

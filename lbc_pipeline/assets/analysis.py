@@ -5,7 +5,7 @@ import polars as pl
 from dagster import AssetDep, AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
 from dagster_duckdb import DuckDBResource
 
-from lbc_pipeline.assets import DUCKDB_POOL, wave_partitions
+from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import table_metadata
 from lbc_pipeline.config import wave_folder, read_manifest
 from lbc_pipeline.lib.sample import build_sample, pseudonym_key
@@ -29,7 +29,6 @@ ANALYSIS_TABLES = {
     specs=[AssetSpec(t.split("."), deps=_STAGING, group_name="analysis", description=d)
            for t, d in ANALYSIS_TABLES.items()],
     partitions_def=wave_partitions,
-    pool=DUCKDB_POOL,
 )
 def build_analysis(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Derive measures, apply validity and exclusion rules, build the analysis sample."""

@@ -17,7 +17,6 @@ from dagster import (
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from lbc_pipeline.assets import DUCKDB_POOL
 from lbc_pipeline.assets._common import table_metadata
 from lbc_pipeline.jobs import CROSS_WAVE_KEYS
 from lbc_pipeline.lib import waves
@@ -33,14 +32,17 @@ POOLED = "pooled"
            for key in CROSS_WAVE_KEYS],
     check_specs=[AssetCheckSpec("wave_drift", asset=["marts", "wave_comparison"],
                                 description="WARN when group sizes, means, alpha or key coefficients change more than the thresholds between consecutive waves.")],
-    pool=DUCKDB_POOL,
 )
 def compare_across_waves(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Pool every wave (wave fixed effects) and compare each wave with the one before."""
     with duckdb.get_connection() as con:
         samples = con.sql("select * from analysis.analytic_sample order by wave, child_key").pl()
         coefficients = con.sql("select * from marts.model_coefficients").pl()
-    coefficients = coefficients.filter(coefficients["wave"].is_in(samples["wave"].unique().implode()))
+    # A wave whose run is still going has a sample but no coefficients yet: pool complete waves.
+    complete = sorted(set(samples["wave"].unique()) & set(coefficients["wave"].unique()))
+    incomplete = sorted(set(samples["wave"].unique()) - set(complete))
+    samples = samples.filter(pl.col("wave").is_in(complete))
+    coefficients = coefficients.filter(pl.col("wave").is_in(complete))
     frames = {}
     for specification in ("as_published", "harmonised"):
         pooled, fit = waves.pooled_models(samples, specification)
@@ -52,7 +54,8 @@ def compare_across_waves(context: AssetExecutionContext, duckdb: DuckDBResource)
         replace_table(con, tables, docs=MARTS_DOCS)
     for table, frame in tables.items():
         yield MaterializeResult(asset_key=table.split("."), metadata={
-            **table_metadata(frame, table), "waves": ", ".join(sorted(samples["wave"].unique().to_list()))})
+            **table_metadata(frame, table), "waves": ", ".join(complete),
+            "waves_not_yet_complete": ", ".join(incomplete) or "none"})
     outcome = waves.check_drift(tables["marts.wave_comparison"])
     yield AssetCheckResult(check_name="wave_drift", asset_key=["marts", "wave_comparison"], passed=outcome.passed,
                            severity=AssetCheckSeverity.WARN, description=outcome.description,

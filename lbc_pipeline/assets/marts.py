@@ -7,7 +7,7 @@ import polars as pl
 from dagster import AssetDep, AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
 from dagster_duckdb import DuckDBResource
 
-from lbc_pipeline.assets import DUCKDB_POOL, wave_partitions
+from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import table_metadata
 from lbc_pipeline.config import REFERENCE_DIR, artifacts_dir, read_manifest, reports_dir, wave_folder
 from lbc_pipeline.lib import models, replication, report, tables
@@ -27,7 +27,6 @@ def _published() -> dict:
         AssetSpec(["marts", "model_fit"], deps=SAMPLE, group_name="marts", description=MARTS_DOCS["marts.model_fit"][0]),
     ],
     partitions_def=wave_partitions,
-    pool=DUCKDB_POOL,
 )
 def fit_models(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Fit Tables 2-4 (as published and harmonised) with three SE types; save each model."""
@@ -57,7 +56,6 @@ def fit_models(context: AssetExecutionContext, duckdb: DuckDBResource):
 @multi_asset(
     specs=[AssetSpec(["marts", "table1"], deps=SAMPLE, group_name="marts", description=MARTS_DOCS["marts.table1"][0])],
     partitions_def=wave_partitions,
-    pool=DUCKDB_POOL,
 )
 def describe_sample(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Table 1: descriptive statistics by migration group."""
@@ -77,7 +75,6 @@ _FITS = [AssetDep(["marts", "model_coefficients"]), AssetDep(["marts", "model_fi
         AssetSpec(["marts", "hypotheses"], deps=_FITS, group_name="marts", description=MARTS_DOCS["marts.hypotheses"][0]),
     ],
     partitions_def=wave_partitions,
-    pool=DUCKDB_POOL,
 )
 def compare_with_paper(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Every published number beside ours, and the verdict on each hypothesis."""
@@ -110,7 +107,6 @@ def compare_with_paper(context: AssetExecutionContext, duckdb: DuckDBResource):
                   description="A single-file HTML report of the wave: sample flow, reliability, Tables 1-4, replication, hypotheses."),
     ],
     partitions_def=wave_partitions,
-    pool=DUCKDB_POOL,
 )
 def publish(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Write the publication tables and the HTML report of a wave."""

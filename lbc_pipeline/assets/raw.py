@@ -7,7 +7,7 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetSpec, Failure, MaterializeResult, multi_asset
 from dagster_duckdb import DuckDBResource
 
-from lbc_pipeline.assets import DUCKDB_POOL, wave_partitions
+from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import table_metadata
 from lbc_pipeline.lib.loading import load_wave_files, record_rejection
 from lbc_pipeline.lib.reading import RawFileError
@@ -23,7 +23,6 @@ RAW_TABLES = ("raw.questionnaires", "raw.distribution", "raw.load_log")
         AssetSpec(["raw", "load_log"], description="One row per file loaded: sha256, size, rows, format, encoding, extra columns, value labels, time.", group_name="raw"),
     ],
     partitions_def=wave_partitions,
-    pool=DUCKDB_POOL,
 )
 def load_raw_wave(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Read a wave's questionnaires and distribution files into the raw layer."""

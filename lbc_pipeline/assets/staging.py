@@ -5,7 +5,7 @@ import polars as pl
 from dagster import AssetDep, AssetExecutionContext, AssetSpec, Failure, MaterializeResult, multi_asset
 from dagster_duckdb import DuckDBResource
 
-from lbc_pipeline.assets import DUCKDB_POOL, wave_partitions
+from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import table_metadata
 from lbc_pipeline.lib.clean import clean_distribution, clean_questionnaires
 from lbc_pipeline.lib.reading import ROW_COLUMN, RawFileError
@@ -23,7 +23,6 @@ _RAW = [AssetDep(["raw", "questionnaires"]), AssetDep(["raw", "distribution"])]
         AssetSpec(["staging", "entry_duplicates"], deps=_RAW, group_name="staging", description="One row per qid keyed more than once: identical or conflicting."),
     ],
     partitions_def=wave_partitions,
-    pool=DUCKDB_POOL,
 )
 def clean_wave(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Type and validate a wave's raw files against the codebook (pandera, lazy)."""

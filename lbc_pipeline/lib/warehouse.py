@@ -9,7 +9,11 @@ SQL that users read lives in `sql/` and is loaded by name with `read_sql`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import fcntl
+import os
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -168,3 +172,47 @@ def create_views(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]) -> li
 def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     path.parent.mkdir(parents=True, exist_ok=True)
     return duckdb.connect(str(path), read_only=read_only)
+
+
+class WarehouseLockTimeout(TimeoutError):
+    """Another process held the warehouse for longer than the configured wait."""
+
+
+@contextmanager
+def exclusive_file_lock(path: Path, timeout_s: float) -> Iterator[None]:
+    """Hold an exclusive OS lock on `path` (created if absent) while the block runs.
+
+    Waiting processes take the lock the moment it is released, in any executor and any
+    number of concurrent runs; the lock goes with the process if it dies.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise WarehouseLockTimeout(
+                        f"{path}: another run held the warehouse for more than {timeout_s:.0f} s") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def lock_path(database: Path) -> Path:
+    """The lock file that serialises connections to a warehouse file."""
+    return database.with_name(database.name + ".lock")
+
+
+@contextmanager
+def read_only(database: Path, timeout_s: float = 600.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection taken in turn with the pipeline's writers."""
+    with exclusive_file_lock(lock_path(database), timeout_s):
+        con = duckdb.connect(str(database), read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
