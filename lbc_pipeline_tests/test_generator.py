@@ -204,7 +204,7 @@ def test_cli_scale_mode_writes_parquet(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--wave", "2021"], "reference wave is 2019"),  # only the calibrated wave exists
+        (["--wave", "2020"], "reference wave is 2019"),  # only the reference wave and its follow-up 2021 exist
         (["--n", "0"], "at least 1"),  # an empty scaled wave
     ],
 )

@@ -60,9 +60,11 @@ def _read(name: str) -> pd.DataFrame:
     return pd.read_csv(WAVE_DIR / name, dtype=str, keep_default_na=False, na_values=[""])
 
 
-def apply_instrument(raw: pd.DataFrame, distribution: pd.DataFrame) -> pd.DataFrame:
+def apply_instrument(raw: pd.DataFrame, distribution: pd.DataFrame,
+                     fieldwork: tuple[pd.Timestamp, pd.Timestamp] = FIELDWORK) -> pd.DataFrame:
     """One row per returned questionnaire (distinct qid) with its status (`invalid`,
-    `excluded`, `analysed`), its primary reason and every reason, and the analysis codings."""
+    `excluded`, `analysed`), its primary reason and every reason, and the analysis codings.
+    `fieldwork`: the wave's fieldwork window (default the reference wave's)."""
     deduped = raw.drop_duplicates()
     conflicting = deduped["qid"].duplicated(keep=False)
     q = deduped.drop_duplicates("qid").set_index("qid")
@@ -86,7 +88,7 @@ def apply_instrument(raw: pd.DataFrame, distribution: pd.DataFrame) -> pd.DataFr
         | (value["grade"].notna() & ~value["grade"].isin([5, 7, 8, 9])),
         "largely_blank": blank.sum(axis=1) >= 16,
         "unknown_school": ~q["school_id"].isin(distribution["school_id"]),
-        "outside_fieldwork": date.notna() & ((date < FIELDWORK[0]) | (date > FIELDWORK[1])),
+        "outside_fieldwork": date.notna() & ((date < fieldwork[0]) | (date > fieldwork[1])),
     })
 
     # migration group (instrument.md section 2, "Parents and migration")
