@@ -62,7 +62,7 @@ def run_waves(waves: list[str] | None = None, log_level: str = "WARNING") -> Run
     summary = RunSummary(0)
     for wave in selected:
         started = time.perf_counter()
-        note = " (SYNTHETIC reference data)" if known[wave].synthetic else ""
+        note = " (SYNTHETIC data)" if known[wave].synthetic else ""
         print(f"[lbc] wave {wave}{note}: materialising every asset and check ...", flush=True)
         result = job.execute_in_process(
             instance=instance, partition_key=wave, raise_on_error=False,
