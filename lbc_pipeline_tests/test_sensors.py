@@ -9,6 +9,7 @@ import datetime
 import json
 import shutil
 
+import duckdb
 import pytest
 from dagster import (
     AssetKey,
@@ -21,6 +22,7 @@ from dagster import (
 )
 
 from conftest import DISTRIBUTION, valid_row, varied_rows, write_wave
+from lbc_pipeline.config import PROJECT_ROOT
 from lbc_pipeline.definitions import defs
 
 NIGHT = datetime.datetime(2026, 12, 1, 2, 0, tzinfo=datetime.timezone.utc)
@@ -115,3 +117,35 @@ def test_nightly_refresh_runs_only_stale_waves(incoming, data_env):
         (folder / "q.bak").unlink()
         refreshed = nightly_refresh(build_schedule_context(instance=instance, scheduled_execution_time=NIGHT))
         assert [r.tags[DELIVERY_TAG] for r in refreshed] == ["files changed since the last load"]
+
+
+def test_follow_up_wave_from_incoming_to_pooled_marts(incoming, data_env):
+    """The synthetic 2021 follow-up dropped into data/incoming: sensor -> run -> marts,
+    then the pooled models and the wave-over-wave comparison with the reference wave."""
+    shutil.copytree(PROJECT_ROOT / "data" / "raw" / "2019", data_env / "raw" / "2019")
+    shutil.copytree(PROJECT_ROOT / "data" / "demo" / "2021", incoming / "2021")
+    with DagsterInstance.ephemeral() as instance:
+        result = evaluate(instance)
+        assert [r.partition_key for r in result.run_requests] == ["2021"]
+        assert result.dynamic_partitions_requests[0].partition_keys == ["2021"]
+        instance.add_dynamic_partitions("wave", ["2019", "2021"])
+        job = defs.resolve_job_def("lbc_main_job")
+        for wave in ("2019", "2021"):
+            run = job.execute_in_process(instance=instance, partition_key=wave, raise_on_error=False)
+            assert run.success, wave
+            checks = {e.event_specific_data.asset_check_key.name: e.event_specific_data.passed
+                      for e in run.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+            assert all(checks.values()), (wave, checks)
+        cross = defs.resolve_job_def("lbc_cross_wave_job").execute_in_process(instance=instance)
+        drift = [e.event_specific_data for e in cross.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        assert len(drift) == 1 and not drift[0].passed  # the mother-away group grew by two thirds
+        assert "group_size mother" in drift[0].description
+    with duckdb.connect(str(data_env / "warehouse" / "lbc.duckdb"), read_only=True) as con:
+        pooled = con.execute("select distinct waves from marts.pooled_fit").fetchall()
+        compared = con.execute(
+            "select value, previous_value from marts.wave_comparison "
+            "where wave = '2021' and kind = 'group_size' and measure = 'mother'").fetchall()
+        terms = {r[0] for r in con.execute("select distinct term from marts.pooled_coefficients").fetchall()}
+    assert pooled == [("2019,2021",)]
+    assert compared == [(48.0, 29.0)]
+    assert "wave_2021" in terms
