@@ -159,3 +159,17 @@ def test_teacher_attitude_is_standardised_on_valid_questionnaires_only():
     assert valid.std() == pytest.approx(1.0, abs=1e-9)
     # the invalid questionnaire is scored but did not shape the scale
     assert result.measures.filter(pl.col("qid") == "I1")["teacher_attitude"][0] is not None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "detail"),
+    [
+        ({"dep2": "-9", "dep5": None}, "missing_depression: dep2=refused, dep5=not_answered"),
+        ({"birth_month": "-8"}, "missing_age: birth_month=dont_know"),  # the item behind the age
+        ({"birth_year": "2021"}, "missing_age: birth_after_survey"),  # a derived reason
+        ({"parent_away": "2", "father_away_dur": "5"}, "missing_migration_group: contradictory_migration"),
+        ({"mother_alive": "2"}, "deceased_parent: mother_alive=2, father_alive=1"),
+    ],
+)
+def test_detail_names_what_each_reason_rests_on(overrides, detail):
+    assert status_of(valid_row("X", **overrides))["detail"] == detail

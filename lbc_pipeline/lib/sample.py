@@ -29,7 +29,10 @@ from lbc_pipeline.lib.derive import (
 from lbc_pipeline.lib.schemas import ANALYTIC_COLUMNS, schema_for
 
 # Exclusion variable -> the staging variables its missingness rests on (for `detail`).
-_DETAIL_SOURCES = {"depression": tuple(f"dep{i}" for i in range(1, 7))}
+_DETAIL_SOURCES = {
+    "depression": tuple(f"dep{i}" for i in range(1, 7)),
+    "age": ("survey_date", "birth_year", "birth_month"),
+}
 _ANALYSIS_NAMES = {"siblings": "siblings_3", "mother_edu": "mother_edu_3", "father_edu": "father_edu_3"}
 
 
@@ -122,48 +125,40 @@ def count_blank_items(missing_values: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _missing_detail(missing_values: pl.DataFrame, variables: tuple[str, ...], alias: str) -> pl.DataFrame:
+    """Per qid, `variable=reason` for each of `variables` that is missing (sorted, joined)."""
+    return (
+        missing_values.filter(pl.col("variable").is_in(list(variables)))
+        .group_by("qid")
+        .agg(pl.format("{}={}", "variable", "reason").sort().str.join(", ").alias(alias))
+    )
+
+
 def exclusion_flags(measures: pl.DataFrame, missing_values: pl.DataFrame) -> pl.DataFrame:
-    """Add `exclusion_reasons` (deceased parent, then missing model variables) and detail."""
+    """Add `exclusion_reasons` (deceased parent, then missing model variables, in the
+    codebook's order) and `exclusion_detail` (what each reason rests on, e.g.
+    `missing_mother_edu: mother_edu=dont_know`)."""
     book = load_codebook()
-    flags: dict[str, pl.Expr] = {}
-    for variable in book.exclusion_order:
-        if variable == "deceased_parent":
-            flags[variable] = pl.col("deceased_parent")
-        else:
-            flags[f"missing_{variable}"] = pl.col(_ANALYSIS_NAMES.get(variable, variable)).is_null()
-    detail_reasons = (
-        missing_values.select("qid", pl.format("{}={}", "variable", "reason").alias("d"), "variable")
-    )
-    per_qid = {}
-    for variable in book.exclusion_order:
-        sources = _DETAIL_SOURCES.get(variable, (variable,))
-        per_qid[variable] = (
-            detail_reasons.filter(pl.col("variable").is_in(list(sources)))
-            .group_by("qid").agg(pl.col("d").sort().str.join(", ").alias(f"__d_{variable}"))
-        )
     frame = measures
-    for variable, detail in per_qid.items():
-        frame = frame.join(detail, on="qid", how="left")
-    derived_detail = {
-        "deceased_parent": pl.format("mother_alive={}, father_alive={}", pl.col("mother_alive"), pl.col("father_alive")),
-        "migration_group": pl.col("migration_missing_reason"),
-        "age": pl.col("age_missing_reason"),
-    }
-    detail_exprs = []
-    for variable, (name, flag) in zip(book.exclusion_order, flags.items()):
-        text = pl.coalesce(pl.col(f"__d_{variable}"), derived_detail.get(variable, pl.lit(None, dtype=pl.String)),
-                           pl.lit(variable))
-        if variable == "migration_group":
-            text = pl.col("migration_missing_reason")
+    flags: dict[str, pl.Expr] = {}
+    details: list[pl.Expr] = []
+    for variable in book.exclusion_order:
         if variable == "deceased_parent":
-            text = derived_detail["deceased_parent"]
-        detail_exprs.append(pl.when(flag.fill_null(False)).then(pl.format("{}: {}", pl.lit(name), text))
-                            .otherwise(pl.lit(None, dtype=pl.String)))
-    frame = frame.with_columns(
-        _reason_list({k: v.fill_null(False) for k, v in flags.items()}).alias("exclusion_reasons"),
-        pl.concat_list(detail_exprs).list.drop_nulls().list.join("; ").alias("exclusion_detail"),
-    )
-    return frame.drop([f"__d_{v}" for v in per_qid])
+            name, flag = variable, pl.col("deceased_parent")
+            detail = pl.format("mother_alive={}, father_alive={}", pl.col("mother_alive"), pl.col("father_alive"))
+        else:
+            name, flag = f"missing_{variable}", pl.col(_ANALYSIS_NAMES.get(variable, variable)).is_null()
+            column = f"__detail_{variable}"
+            frame = frame.join(
+                _missing_detail(missing_values, _DETAIL_SOURCES.get(variable, (variable,)), column), on="qid", how="left")
+            derived = {"migration_group": "migration_missing_reason", "age": "age_missing_reason"}.get(variable)
+            detail = pl.coalesce(pl.col(column), pl.col(derived)) if derived else pl.col(column)
+        flags[name] = flag.fill_null(False)
+        details.append(pl.when(flags[name]).then(pl.format("{}: {}", pl.lit(name), detail.fill_null(pl.lit("missing")))))
+    return frame.with_columns(
+        _reason_list(flags).alias("exclusion_reasons"),
+        pl.concat_list(details).list.drop_nulls().list.join("; ").alias("exclusion_detail"),
+    ).drop(pl.selectors.starts_with("__detail_"))
 
 
 # ------------------------------------------------------------------ flow

@@ -52,20 +52,11 @@ BASE_MODEL = (2, 2)
 INTERACTION_TABLE = 4
 INTERACTION_DUMMY = "mother_away"
 
+# The per-wave coefficient columns, without the wild bootstrap (no cluster SEs when pooling),
+# with the waves pooled first and the model's N before the note.
 POOLED_COEFFICIENT_SCHEMA = {
     "waves": pl.String,
-    "specification": pl.String,
-    "table_no": pl.Int64,
-    "model_no": pl.Int64,
-    "term": pl.String,
-    "estimate": pl.Float64,
-    "std_error": pl.Float64,
-    "t_value": pl.Float64,
-    "p_value": pl.Float64,
-    "ci_low": pl.Float64,
-    "ci_high": pl.Float64,
-    "stars": pl.String,
-    "se_type": pl.String,
+    **{k: v for k, v in models.COEFFICIENT_SCHEMA_WITHOUT_WAVE.items() if k not in ("wild_bootstrap_p", "note")},
     "n_obs": pl.Int64,
     "note": pl.String,
 }
