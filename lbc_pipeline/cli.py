@@ -4,6 +4,7 @@
     lbc run --wave 2019        one wave
     lbc flow                   the sample flow of every wave in the warehouse
     lbc replication            the replication summary and the hypothesis verdicts
+    lbc calibration            the calibration report of the synthetic reference wave
     lbc generate ...           write a synthetic wave (see `lbc generate --help`)
 """
 
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     flow.add_argument("--wave", action="append")
     replication = sub.add_parser("replication", help="print the replication summary and hypotheses")
     replication.add_argument("--wave", action="append")
+    sub.add_parser("calibration", help="print the calibration report of the synthetic reference wave's state")
     sub.add_parser("generate", help="write a synthetic wave", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "run":
@@ -177,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "replication":
         return print_replication(args.wave)
+    if args.command == "calibration":
+        from lbc_pipeline.lib.synthetic.paper_stats import main as calibration_main
+
+        calibration_main()
+        return 0
     if args.command == "generate":
         from lbc_pipeline.lib.synthetic.cli import main as generate_main
 
