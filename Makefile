@@ -26,7 +26,9 @@ test: install
 	$(BIN)/python -m pytest
 
 ui: install
-	DAGSTER_HOME=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home} $(BIN)/dagster dev -w workspace.yaml
+	@home=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home}; mkdir -p $$home; \
+	  [ -f $$home/dagster.yaml ] || cp dagster.yaml $$home/dagster.yaml; \
+	  DAGSTER_HOME=$$home $(BIN)/dagster dev -w workspace.yaml
 
 flow: install
 	$(BIN)/lbc flow

@@ -6,6 +6,8 @@ counts). The rules themselves live in `lib/quality.py`.
 """
 
 
+import warnings
+
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -20,6 +22,11 @@ from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.config import read_manifest, wave_folder
 from lbc_pipeline.lib import quality
 from lbc_pipeline.lib.warehouse import read_wave
+
+
+# Partitioned asset checks are a preview feature of this Dagster release; the project pins the
+# release and tests the behaviour it relies on, so the warning is noise for researchers.
+warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec")
 
 
 class QualityConfig(ConfigurableResource):
