@@ -5,6 +5,7 @@ The reference wave must give the paper's flow (1059 / 980 / 933 / 605) and group
 outside the raw layer.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -155,3 +156,35 @@ class TableCounter(HTMLParser):
     def handle_starttag(self, tag, attrs):
         self.tables += tag == "table"
         self.rows += tag == "tr"
+
+
+def test_reference_wave_replicates_the_paper(reference_run):
+    """marts.replication: every Table 2-4 number within tolerance, all 93 stars; H1, H3 yes, H2 no."""
+    _, data, _ = reference_run
+    with connect(data) as con:
+        coefficients = con.execute(
+            "select count(*), sum(case when within_tolerance then 1 else 0 end), "
+            "sum(case when stars_match then 1 else 0 end), max(abs(delta_in_se)), "
+            "min(se_ratio), max(se_ratio) from marts.replication "
+            "where wave = '2019' and term not in ('r_squared', 'n_obs')").fetchone()
+        r_squared = con.execute(
+            "select count(*), sum(case when within_tolerance then 1 else 0 end) from marts.replication "
+            "where wave = '2019' and term = 'r_squared'").fetchone()
+        verdicts = dict(con.execute(
+            "select distinct hypothesis, supported from marts.hypotheses where wave = '2019'").fetchall())
+    assert coefficients[:3] == (93, 93, 93)
+    assert coefficients[3] <= 0.05 and 0.97 <= coefficients[4] and coefficients[5] <= 1.03
+    assert r_squared == (14, 14)
+    assert verdicts == {"H1": True, "H2": False, "H3": True}
+
+
+def test_artifacts_and_publication_files_are_written(reference_run):
+    _, data, _ = reference_run
+    artifacts = sorted((data / "artifacts" / "2019").glob("*.json"))
+    assert len(artifacts) == 28  # 14 models x 2 specifications
+    record = json.loads(artifacts[0].read_text())
+    assert len(record["sample_sha256"]) == 64 and record["n_obs"] == 605
+    reports = data / "reports" / "2019"
+    for stem in ("table_1", "table_2", "table_3", "table_4"):
+        for ext in ("md", "html", "tex", "csv"):
+            assert (reports / f"{stem}.{ext}").stat().st_size > 0, f"{stem}.{ext}"
