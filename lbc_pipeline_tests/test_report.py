@@ -160,3 +160,21 @@ def test_text_from_the_data_is_escaped(base_context):
     html_text = report.render_html_report(dataclasses.replace(base_context, sample_flow=flow))
     assert "<script>" not in html_text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co" in html_text
+
+
+def test_specification_differences_lists_only_estimates_that_differ():
+    rows = [
+        # (specification, term, se_type, estimate)
+        ("as_published", "mother_away", "nonrobust", 17.72),  # raw belonging: effect at belonging 0
+        ("harmonised", "mother_away", "nonrobust", 3.0),  # centred: effect at mean belonging
+        ("as_published", "mother_away:belong", "nonrobust", -3.2),  # interactions do not move
+        ("harmonised", "mother_away:belong", "nonrobust", -3.2),
+        ("as_published", "mother_away", "HC3", 17.72),  # other SE types are not compared
+        ("harmonised", "mother_away", "HC3", 3.0),
+    ]
+    frame = pl.DataFrame(
+        [{"specification": s, "table_no": 4, "model_no": 1, "term": t, "se_type": e, "estimate": b} for s, t, e, b in rows]
+    )
+    differences = report.specification_differences(frame)
+    assert differences.select("term", "as_published", "harmonised").rows() == [("mother_away", 17.72, 3.0)]
+    assert differences["difference"][0] == pytest.approx(-14.72)
