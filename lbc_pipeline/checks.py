@@ -73,6 +73,12 @@ def sample_flow_expected_counts(context: AssetCheckExecutionContext, duckdb: Duc
     return _result(quality.check_expected_counts(flow, groups, read_manifest(wave_folder(wave))))
 
 
+@asset_check(asset=["analysis", "sample_flow"], partitions_def=wave_partitions,
+             description="WARN when the wave has no fieldwork window, so survey dates were not checked against it.")
+def fieldwork_window(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    return _result(quality.check_fieldwork_window(read_manifest(wave_folder(context.partition_key))))
+
+
 @asset_check(asset=["analysis", "exclusions"], partitions_def=wave_partitions,
              description="WARN when one exclusion reason removes more than the configured share of valid questionnaires.")
 def exclusion_shares(context: AssetCheckExecutionContext, duckdb: DuckDBResource,
@@ -105,5 +111,5 @@ def analytic_sample_expectations(context: AssetCheckExecutionContext, duckdb: Du
     return _result(quality.check_analytic_sample_gx(sample, read_manifest(wave_folder(wave)), quality_config.settings()))
 
 
-ALL_CHECKS = [sample_flow_conservation, sample_flow_expected_counts, exclusion_shares,
+ALL_CHECKS = [sample_flow_conservation, sample_flow_expected_counts, fieldwork_window, exclusion_shares,
               differential_attrition, analytic_sample_expectations]

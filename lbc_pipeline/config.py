@@ -105,6 +105,8 @@ def read_manifest(folder: Path) -> WaveManifest:
     fieldwork = doc.get("fieldwork") or {}
     start = _date(fieldwork["start"], "fieldwork.start", path) if "start" in fieldwork else None
     end = _date(fieldwork["end"], "fieldwork.end", path) if "end" in fieldwork else None
+    if (start is None) != (end is None):
+        raise ManifestError(f"{path}: fieldwork needs both start and end")
     if start and end and start > end:
         raise ManifestError(f"{path}: fieldwork starts {start} after it ends {end}")
     expected = {str(k): int(v) for k, v in (doc.get("expected") or {}).items()}

@@ -60,7 +60,7 @@ def test_reference_flow(reference_run):
 
 def test_every_check_passes_on_the_reference_wave(reference_run):
     checks = reference_run[0].checks["2019"]
-    assert len(checks) == 5
+    assert len(checks) == 6
     assert {name: passed for name, (passed, _) in checks.items()} == {name: True for name in checks}
 
 
@@ -91,7 +91,14 @@ def test_every_table_and_column_is_documented(reference_run):
             "select schema_name, table_name, column_name from duckdb_columns() "
             "where comment is null and schema_name in ('raw', 'staging', 'analysis', 'marts') "
             "and table_name in (select table_name from duckdb_tables())").fetchall()
+        views = con.execute(
+            "select schema_name, view_name from duckdb_views() where not internal and comment is null").fetchall()
+        view_columns = con.execute(
+            "select c.schema_name, c.table_name, c.column_name from duckdb_columns() c join duckdb_views() v "
+            "on v.view_name = c.table_name and v.schema_name = c.schema_name where not v.internal and c.comment is null"
+        ).fetchall()
     assert tables == [] and columns == []
+    assert views == [] and view_columns == []
 
 
 def test_a_small_wave_runs_end_to_end_and_bad_delivery_is_rejected(data_env):

@@ -90,3 +90,10 @@ def test_great_expectations_suite(result):
     bad = result.analytic_sample.with_columns(pl.lit(31).alias("depression"))
     outcome = quality.check_analytic_sample_gx(bad, MANIFEST, SETTINGS)
     assert not outcome.passed and "expect_column_values_to_be_between(depression)" in outcome.description
+
+
+def test_a_wave_without_fieldwork_window_is_reported():
+    assert quality.check_fieldwork_window(MANIFEST).passed
+    outcome = quality.check_fieldwork_window(dataclasses.replace(MANIFEST, fieldwork_start=None, fieldwork_end=None))
+    assert (outcome.passed, outcome.severity) == (False, quality.WARN)
+    assert "outside_fieldwork rule not applied" in outcome.description

@@ -144,3 +144,49 @@ def test_a_broken_manifest_is_a_clear_error(tmp_path):
     (folder / "wave.yaml").write_text("wave: '2023'\nfieldwork: {start: 2020-06-30, end: 2019-11-01}\n")
     with pytest.raises(RawFileError, match=r"wave.yaml: .*starts 2020-06-30 after it ends"):
         load_folder(folder)
+
+
+def test_sav_with_declared_user_missing_codes_keeps_them(tmp_path):
+    """SPSS files often declare -9/-8/-7 as user-missing: they must stay codes, not blanks."""
+    path = tmp_path / "questionnaires.sav"
+    frame = numeric_frame()
+    frame.loc[0, "dep1"] = -8.0
+    ranges = {name: [-9.0, -8.0, -7.0] for name in ("dep1", "custody", "belong")}
+    pyreadstat.write_sav(frame, str(path), missing_ranges=ranges)
+    loaded = read_raw_file(path, "questionnaires").frame
+    assert loaded["dep1"].to_list() == ["-8", "2"]
+    assert loaded["custody"].to_list() == ["-7", "-7"]
+    assert loaded["belong"].to_list() == ["4", "-9"]
+
+
+def test_xlsx_date_cells_read_as_iso_dates(tmp_path):
+    path = tmp_path / "questionnaires.xlsx"
+    frame = pl.from_pandas(numeric_frame()).with_columns(pl.col("survey_date").str.to_date())
+    frame.write_excel(path)
+    assert read_raw_file(path, "questionnaires").frame["survey_date"].to_list() == ["2019-12-10"] * 2
+
+
+@pytest.mark.parametrize(
+    ("header_change", "message"),
+    [
+        (lambda h: h + ",Gender", r"column 'Gender': the header names 'gender' twice"),  # silently renamed otherwise
+        (lambda h: h + ",wave", r"column 'wave': column name 'wave' is reserved"),  # the raw layer adds it
+    ],
+)
+def test_ambiguous_or_reserved_headers_are_refused(tmp_path, header_change, message):
+    header, body = csv_text().split("\n", 1)
+    body = "\n".join(line + ",x" for line in body.strip().split("\n"))
+    path = tmp_path / "questionnaires.csv"
+    path.write_text(header_change(header) + "\n" + body + "\n")
+    with pytest.raises(RawFileError, match=message):
+        read_raw_file(path, "questionnaires")
+
+
+def test_blank_lines_are_not_questionnaires_and_rows_keep_their_numbers(tmp_path):
+    header, body = csv_text().split("\n", 1)
+    first, second = body.strip().split("\n")
+    path = tmp_path / "questionnaires.csv"
+    path.write_text("\n".join([header, first, "," * (len(COLUMNS) - 1), second, ""]) + "\n")
+    frame = read_raw_file(path, "questionnaires").frame
+    assert frame["qid"].to_list() == ["Q1", "Q2"]
+    assert frame["_row"].to_list() == [1, 3]

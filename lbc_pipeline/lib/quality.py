@@ -87,6 +87,16 @@ def _step(flow: pl.DataFrame, step: str, column: str) -> int | None:
     return int(row[column][0]) if row.height else None
 
 
+def check_fieldwork_window(manifest: WaveManifest) -> Outcome:
+    """WARN when the wave has no fieldwork window: the outside_fieldwork rule was not applied."""
+    if manifest.has_fieldwork:
+        return Outcome(True, WARN, f"fieldwork window {manifest.fieldwork_start} to {manifest.fieldwork_end} applied",
+                       {"start": str(manifest.fieldwork_start), "end": str(manifest.fieldwork_end)})
+    why = "the wave has no wave.yaml" if not manifest.has_manifest else "wave.yaml gives no fieldwork window"
+    return Outcome(False, WARN, f"{why}: survey dates were not checked (outside_fieldwork rule not applied)",
+                   {"has_manifest": manifest.has_manifest})
+
+
 def check_exclusion_shares(flow_reasons: pl.DataFrame, n_valid: int, settings: QualitySettings) -> Outcome:
     """WARN when one reason (any position) removes more than the configured share of the
     valid questionnaires."""

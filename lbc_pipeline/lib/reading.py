@@ -25,6 +25,8 @@ from lbc_pipeline.codebook import load_codebook
 from lbc_pipeline.config import SUPPORTED_EXTENSIONS
 
 ROW_COLUMN = "_row"
+# Names the raw layer adds to every row; a delivered column may not take them.
+RESERVED_COLUMNS = ("wave", "source_row", ROW_COLUMN)
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
@@ -170,16 +172,21 @@ def _check_csv_shape(path: Path, text: str) -> None:
     except StopIteration:
         raise RawFileError(path, "the file is empty (no header row)") from None
     width = len(header)
+    seen: dict[str, str] = {}
+    for name in header:
+        key = name.strip().lower().lstrip("\ufeff")
+        if key in seen:
+            raise RawFileError(path, f"the header names {key!r} twice ({seen[key]!r} and {name!r})", column=name)
+        seen[key] = name
     for row_number, record in enumerate(reader, start=1):
         if len(record) != width and any(cell.strip() for cell in record):
-            column = header[min(len(record), width) - 1] if len(record) > width else (
-                header[len(record)] if len(record) < width else None)
-            raise RawFileError(
-                path,
-                f"{len(record)} fields where the header has {width}",
-                row=row_number,
-                column=column,
-            )
+            if len(record) > width:
+                message = f"{len(record)} fields where the header has {width} (extra field after the last column)"
+                column = header[-1]
+            else:
+                message = f"{len(record)} fields where the header has {width} (nothing from this column on)"
+                column = header[len(record)]
+            raise RawFileError(path, message, row=row_number, column=column)
 
 
 def _read_excel(path: Path) -> tuple[pl.DataFrame, None, dict]:
@@ -187,6 +194,8 @@ def _read_excel(path: Path) -> tuple[pl.DataFrame, None, dict]:
         frame = pl.read_excel(path, infer_schema_length=0)
     except Exception as exc:  # fastexcel raises its own types
         raise RawFileError(path, f"not a readable xlsx workbook ({exc})") from None
+    # Date cells come back as "YYYY-MM-DD 00:00:00": keep the date as data entry typed it.
+    frame = frame.with_columns(pl.all().str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]00:00:00(\.0+)?$", "${1}"))
     return frame, None, {}
 
 
@@ -195,7 +204,9 @@ def _read_stat(path: Path, kind: str) -> tuple[pl.DataFrame, str | None, dict]:
 
     reader = pyreadstat.read_sav if kind == "sav" else pyreadstat.read_dta
     try:
-        pdf, meta = reader(str(path), apply_value_formats=False)
+        # user_missing: SPSS files often declare -9/-8/-7 as user-missing values; read them as
+        # the codes they are, so their reasons (refused, don't know, not applicable) survive.
+        pdf, meta = reader(str(path), apply_value_formats=False, user_missing=kind == "sav")
     except Exception as exc:  # pyreadstat.ReadstatError and friends
         raise RawFileError(path, f"not a readable {kind} file ({exc})") from None
     columns = {}
@@ -270,6 +281,10 @@ def match_columns(path: Path, frame: pl.DataFrame, role: str) -> tuple[pl.DataFr
             raise RawFileError(path, f"two columns are both {key!r} once case and spaces are ignored",
                                column=name)
         normalised[name] = key
+    reserved = [key for key in normalised.values() if key in RESERVED_COLUMNS]
+    if reserved:
+        raise RawFileError(path, f"column name {reserved[0]!r} is reserved by the pipeline: rename it",
+                           column=reserved[0])
     missing = [name for name in expected if name not in normalised.values()]
     if missing:
         raise RawFileError(path, f"required column(s) missing: {', '.join(missing)}",
@@ -292,7 +307,12 @@ def read_raw_file(path: Path, role: str) -> LoadedFile:
         [pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c) for c in frame.columns]
     )
     frame, extras = match_columns(path, frame, role)
-    frame = frame.with_row_index(ROW_COLUMN, offset=1).with_columns(pl.col(ROW_COLUMN).cast(pl.Int64))
+    # Row numbers count every data row of the file; rows with no value at all (blank lines,
+    # an Excel export's trailing commas) carry nothing and are not keyed questionnaires.
+    frame = (
+        frame.with_row_index(ROW_COLUMN, offset=1).with_columns(pl.col(ROW_COLUMN).cast(pl.Int64))
+        .filter(~pl.all_horizontal(pl.exclude(ROW_COLUMN).is_null()))
+    )
     return LoadedFile(
         name=role,
         path=path,

@@ -34,4 +34,14 @@ final as (
 )
 
 select * from final
-order by wave, table_no
+order by wave, table_no;
+
+comment on view marts.replication_summary is 'One row per wave x table: how close the coefficients of Tables 2-4 come to the published ones';
+comment on column marts.replication_summary.wave is 'Wave identifier';
+comment on column marts.replication_summary.table_no is 'The paper''s table (2, 3 or 4)';
+comment on column marts.replication_summary.n_coefficients is 'Published coefficients in the table';
+comment on column marts.replication_summary.max_abs_delta_in_se is 'Largest |estimate - published| / published SE';
+comment on column marts.replication_summary.se_ratio_min is 'Smallest SE / published SE';
+comment on column marts.replication_summary.se_ratio_max is 'Largest SE / published SE';
+comment on column marts.replication_summary.stars_agree is 'Coefficients whose stars equal the printed ones';
+comment on column marts.replication_summary.max_abs_r2_delta is 'Largest |R-squared - published R-squared| over the table''s models';

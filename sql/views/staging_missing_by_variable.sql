@@ -25,4 +25,11 @@ final as (
 )
 
 select * from final
-order by wave, n_missing desc, variable
+order by wave, n_missing desc, variable;
+
+comment on view staging.missing_by_variable is 'One row per wave x variable x reason: how often a value is missing and why, over returned questionnaires';
+comment on column staging.missing_by_variable.wave is 'Wave identifier';
+comment on column staging.missing_by_variable.variable is 'Questionnaire variable';
+comment on column staging.missing_by_variable.reason is 'not_answered, refused, dont_know, not_applicable, out_of_range, unparseable';
+comment on column staging.missing_by_variable.n_missing is 'Returned questionnaires with this variable missing for this reason';
+comment on column staging.missing_by_variable.share_of_returned is 'n_missing / returned questionnaires of the wave';
