@@ -115,5 +115,5 @@ def test_duplicate_school_is_an_error():
     raw = pl.DataFrame({"school_id": ["S1", "S1"], "school_name": ["a", "b"], "school_type": ["1", "2"],
                         "school_level": ["1", "2"], "distributed": ["10", "20"]})
     raw = raw.with_row_index(ROW_COLUMN, offset=1).with_columns(pl.col(ROW_COLUMN).cast(pl.Int64))
-    with pytest.raises(RawFileError, match="listed twice"):
+    with pytest.raises(RawFileError, match=r"row 2, column 'school_id': school_id 'S1' is listed more than once \(rows 1, 2\)"):
         clean_distribution(raw, "t", "distribution.csv")

@@ -243,12 +243,16 @@ def clean_distribution(raw: pl.DataFrame, wave: str, file_name: str) -> pl.DataF
     frame = pl.DataFrame(out, schema={"wave": pl.String, **{
         v.name: (pl.String if v.kind == "text" else pl.Int64) for v in book.file_variables("distribution")
     }})
-    missing_id = frame.with_row_index("__i").filter(pl.col("school_id").is_null())
+    numbered = frame.with_columns(raw[ROW_COLUMN].alias("__row"))
+    missing_id = numbered.filter(pl.col("school_id").is_null())
     if missing_id.height:
-        raise RawFileError(file_name, "school_id is empty", row=int(missing_id["__i"][0]) + 1, column="school_id")
-    doubled = frame.filter(pl.col("school_id").is_duplicated())
+        raise RawFileError(file_name, "school_id is empty", row=int(missing_id["__row"][0]), column="school_id")
+    doubled = numbered.filter(pl.col("school_id").is_duplicated())
     if doubled.height:
-        raise RawFileError(file_name, f"school_id {doubled['school_id'][0]!r} is listed twice",
+        school = doubled["school_id"][0]
+        rows = doubled.filter(pl.col("school_id") == school)["__row"].to_list()
+        raise RawFileError(file_name, f"school_id {school!r} is listed more than once (rows {', '.join(map(str, rows))})",
+                           row=rows[1],
                            column="school_id")
     return schema_for("staging.distribution").validate(frame)
 
