@@ -3,6 +3,7 @@
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from lbc_pipeline.codebook import load_codebook
@@ -41,3 +42,41 @@ def distribution(schools=("S1", "S2", "S3"), distributed: int = 100) -> pl.DataF
 def sample(rows: list[dict], manifest: WaveManifest = MANIFEST) -> SampleResult:
     cleaned = stage(rows)
     return build_sample(cleaned.questionnaires, cleaned.missing_values, distribution(), manifest, "t", KEY)
+
+
+GROUPS = ("none", "mother", "father", "both")
+
+
+def random_analytic_sample(n: int = 240, seed: int = 7, wave: str = "t", n_schools: int = 4) -> pl.DataFrame:
+    """`n` children shaped like analysis.analytic_sample, with plausible codes drawn at random;
+    depression is the sum of the six items (tests that need an outcome with structure replace it)."""
+    rng = np.random.default_rng(seed)
+    group = rng.choice(GROUPS, size=n, p=[0.6, 0.1, 0.17, 0.13])
+    items = rng.integers(1, 6, size=(n, 6))
+    return pl.DataFrame({
+        "wave": [wave] * n,
+        "child_key": [f"k{i:05d}" for i in rng.permutation(n)],
+        "school_id": [f"S{k}" for k in rng.integers(1, n_schools + 1, n)],
+        "migration_group": group,
+        "mother_away": (group == "mother").astype(np.int64),
+        "father_away": (group == "father").astype(np.int64),
+        "both_away": (group == "both").astype(np.int64),
+        **{f"dep{i + 1}": items[:, i] for i in range(6)},
+        "depression": items.sum(axis=1),
+        "girl": rng.integers(0, 2, n),
+        "age": rng.integers(9, 16, n),
+        "grade": rng.choice([5, 7, 8, 9], n),
+        "siblings": rng.integers(0, 3, n),
+        "korean": rng.integers(0, 2, n),
+        "mother_edu": rng.integers(1, 4, n),
+        "father_edu": rng.integers(1, 4, n),
+        "belong": rng.integers(1, 6, n),
+        "ht_ask_life": rng.integers(1, 5, n),
+        "ht_talk_guardian": rng.integers(1, 5, n),
+        "ht_praise": rng.integers(1, 5, n),
+        "teacher_attitude": rng.normal(size=n),
+        "ht_satisfaction": rng.integers(1, 6, n),
+        "best_friends": rng.integers(1, 5, n),
+        "class_closeness": rng.integers(1, 6, n),
+        "peer_satisfaction": rng.integers(1, 6, n),
+    })

@@ -11,50 +11,19 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+
+from helpers import random_analytic_sample
 from scipy import stats
 
 from lbc_pipeline.lib import models
 
-GROUPS = ("none", "mother", "father", "both")
-
-
 def random_sample(n: int = 240, seed: int = 7, n_schools: int = 4) -> pl.DataFrame:
-    """An analysis sample with the input contract's columns and plausible values."""
-    rng = np.random.default_rng(seed)
-    group = rng.choice(GROUPS, size=n, p=[0.6, 0.1, 0.17, 0.13])
-    items = rng.integers(1, 6, size=(n, 6))
-    belong = rng.integers(1, 6, n)
-    mother = (group == "mother").astype(np.int64)
-    frame = pl.DataFrame(
-        {
-            "wave": ["t"] * n,
-            "child_key": [f"k{i:05d}" for i in rng.permutation(n)],
-            "school_id": [f"S{k}" for k in rng.integers(1, n_schools + 1, n)],
-            "migration_group": group,
-            "mother_away": mother,
-            "father_away": (group == "father").astype(np.int64),
-            "both_away": (group == "both").astype(np.int64),
-            **{f"dep{i + 1}": items[:, i] for i in range(6)},
-            "girl": rng.integers(0, 2, n),
-            "age": rng.integers(9, 16, n),
-            "grade": rng.choice([5, 7, 8, 9], n),
-            "siblings": rng.integers(0, 3, n),
-            "korean": rng.integers(0, 2, n),
-            "mother_edu": rng.integers(1, 4, n),
-            "father_edu": rng.integers(1, 4, n),
-            "belong": belong,
-            "ht_ask_life": rng.integers(1, 5, n),
-            "ht_talk_guardian": rng.integers(1, 5, n),
-            "ht_praise": rng.integers(1, 5, n),
-            "teacher_attitude": rng.normal(size=n),
-            "ht_satisfaction": rng.integers(1, 6, n),
-            "best_friends": rng.integers(1, 5, n),
-            "class_closeness": rng.integers(1, 6, n),
-            "peer_satisfaction": rng.integers(1, 6, n),
-        }
-    )
-    # An outcome that depends on the terms, with heteroskedastic noise, so that the
-    # three SE types differ.
+    """An analysis sample whose outcome depends on the terms, with heteroskedastic noise,
+    so that the three SE types differ."""
+    frame = random_analytic_sample(n, seed, n_schools=n_schools)
+    rng = np.random.default_rng(seed + 1)
+    belong = frame["belong"].to_numpy()
+    mother = frame["mother_away"].to_numpy()
     noise = rng.normal(scale=1 + belong, size=n)
     return frame.with_columns(
         depression=(12 + 2 * mother - 1.5 * (belong - 4) - mother * (belong - 4) + noise)

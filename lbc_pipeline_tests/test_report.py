@@ -8,49 +8,17 @@ import json
 from html.parser import HTMLParser
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
+
+from helpers import random_analytic_sample
 
 from lbc_pipeline.lib import models, replication, report, tables
 
 PUBLISHED_PATH = Path(__file__).resolve().parent.parent / "lbc_pipeline" / "reference" / "published_tables.json"
-GROUPS = ("none", "mother", "father", "both")
-
-
 def random_sample(n: int = 200, seed: int = 11) -> pl.DataFrame:
     """An analysis sample with the input contract's columns."""
-    rng = np.random.default_rng(seed)
-    group = rng.choice(GROUPS, size=n, p=[0.6, 0.1, 0.17, 0.13])
-    items = rng.integers(1, 6, size=(n, 6))
-    columns = {
-        "wave": ["w1"] * n,
-        "child_key": [f"k{i:04d}" for i in range(n)],
-        "school_id": [f"S{k}" for k in rng.integers(1, 5, n)],
-        "migration_group": group,
-        "mother_away": (group == "mother").astype(np.int64),
-        "father_away": (group == "father").astype(np.int64),
-        "both_away": (group == "both").astype(np.int64),
-        **{f"dep{i + 1}": items[:, i] for i in range(6)},
-        "depression": items.sum(axis=1),
-        "girl": rng.integers(0, 2, n),
-        "age": rng.integers(9, 16, n),
-        "grade": rng.choice([5, 7, 8, 9], n),
-        "siblings": rng.integers(0, 3, n),
-        "korean": rng.integers(0, 2, n),
-        "mother_edu": rng.integers(1, 4, n),
-        "father_edu": rng.integers(1, 4, n),
-        "belong": rng.integers(1, 6, n),
-        "ht_ask_life": rng.integers(1, 5, n),
-        "ht_talk_guardian": rng.integers(1, 5, n),
-        "ht_praise": rng.integers(1, 5, n),
-        "teacher_attitude": rng.normal(size=n),
-        "ht_satisfaction": rng.integers(1, 6, n),
-        "best_friends": rng.integers(1, 5, n),
-        "class_closeness": rng.integers(1, 6, n),
-        "peer_satisfaction": rng.integers(1, 6, n),
-    }
-    return pl.DataFrame(columns)
+    return random_analytic_sample(n, seed, wave="w1")
 
 
 @pytest.fixture(scope="module")
