@@ -43,6 +43,12 @@ class QualityConfig(ConfigurableResource):
         return quality.QualitySettings(self.max_exclusion_share, self.attrition_alpha, self.min_group_size)
 
 
+def _read(duckdb: DuckDBResource, wave: str, *tables: str) -> list:
+    """One wave's rows of each table, read in one connection."""
+    with duckdb.get_connection() as con:
+        return [read_wave(con, table, wave) for table in tables]
+
+
 def _result(outcome: quality.Outcome) -> AssetCheckResult:
     return AssetCheckResult(
         passed=outcome.passed,
@@ -55,10 +61,7 @@ def _result(outcome: quality.Outcome) -> AssetCheckResult:
 @asset_check(asset=["analysis", "sample_flow"], blocking=True, partitions_def=wave_partitions,
              description="Every step conserves questionnaires (n_before = n_excluded + n_after) and every returned questionnaire is analysed or has a reason.")
 def sample_flow_conservation(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
-    wave = context.partition_key
-    with duckdb.get_connection() as con:
-        flow = read_wave(con, "analysis.sample_flow", wave)
-        status = read_wave(con, "analysis.questionnaire_status", wave)
+    flow, status = _read(duckdb, context.partition_key, "analysis.sample_flow", "analysis.questionnaire_status")
     return _result(quality.check_conservation(flow, status))
 
 
@@ -66,10 +69,8 @@ def sample_flow_conservation(context: AssetCheckExecutionContext, duckdb: DuckDB
              description="The flow's counts equal the wave manifest's expected counts (ERROR); without expectations, a WARN report.")
 def sample_flow_expected_counts(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
     wave = context.partition_key
-    with duckdb.get_connection() as con:
-        flow = read_wave(con, "analysis.sample_flow", wave)
-        groups = dict(con.execute(
-            "select migration_group, count(*) from analysis.analytic_sample where wave = ? group by 1", [wave]).fetchall())
+    flow, sample = _read(duckdb, wave, "analysis.sample_flow", "analysis.analytic_sample")
+    groups = dict(sample.group_by("migration_group").len().iter_rows())
     return _result(quality.check_expected_counts(flow, groups, read_manifest(wave_folder(wave))))
 
 
@@ -83,10 +84,7 @@ def fieldwork_window(context: AssetCheckExecutionContext) -> AssetCheckResult:
              description="WARN when one exclusion reason removes more than the configured share of valid questionnaires.")
 def exclusion_shares(context: AssetCheckExecutionContext, duckdb: DuckDBResource,
                      quality_config: QualityConfig) -> AssetCheckResult:
-    wave = context.partition_key
-    with duckdb.get_connection() as con:
-        reasons = read_wave(con, "analysis.sample_flow_reasons", wave)
-        flow = read_wave(con, "analysis.sample_flow", wave)
+    reasons, flow = _read(duckdb, context.partition_key, "analysis.sample_flow_reasons", "analysis.sample_flow")
     n_valid = int(flow.filter(flow["step"] == "valid")["n_after"][0])
     return _result(quality.check_exclusion_shares(reasons, n_valid, quality_config.settings()))
 
@@ -95,9 +93,7 @@ def exclusion_shares(context: AssetCheckExecutionContext, duckdb: DuckDBResource
              description="WARN when excluded and analysed valid children differ by school, gender, grade or migration group (chi-square tests).")
 def differential_attrition(context: AssetCheckExecutionContext, duckdb: DuckDBResource,
                            quality_config: QualityConfig) -> AssetCheckResult:
-    wave = context.partition_key
-    with duckdb.get_connection() as con:
-        status = read_wave(con, "analysis.questionnaire_status", wave)
+    (status,) = _read(duckdb, context.partition_key, "analysis.questionnaire_status")
     return _result(quality.check_differential_attrition(status, quality_config.settings()))
 
 
@@ -106,8 +102,7 @@ def differential_attrition(context: AssetCheckExecutionContext, duckdb: DuckDBRe
 def analytic_sample_expectations(context: AssetCheckExecutionContext, duckdb: DuckDBResource,
                                  quality_config: QualityConfig) -> AssetCheckResult:
     wave = context.partition_key
-    with duckdb.get_connection() as con:
-        sample = read_wave(con, "analysis.analytic_sample", wave)
+    (sample,) = _read(duckdb, wave, "analysis.analytic_sample")
     return _result(quality.check_analytic_sample_gx(sample, read_manifest(wave_folder(wave)), quality_config.settings()))
 
 

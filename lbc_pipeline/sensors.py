@@ -83,12 +83,10 @@ def stale_waves(instance, waves: list[str]) -> dict[str, str]:
     """Registered waves whose files differ from those of their last raw load, with why."""
     from dagster import AssetKey, AssetRecordsFilter
 
-    from lbc_pipeline.lib.loading import load_folder
-
     stale = {}
     for wave in waves:
         try:
-            files = load_folder(wave_folder(wave), wave)
+            current = inspect_delivery(wave_folder(wave)).files
         except (FileNotFoundError, RawFileError) as exc:
             stale[wave] = f"unreadable: {exc}"
             continue
@@ -96,7 +94,6 @@ def stale_waves(instance, waves: list[str]) -> dict[str, str]:
             AssetRecordsFilter(asset_key=AssetKey(["raw", "load_log"]), asset_partitions=[wave]), limit=1
         ).records
         loaded = records[0].asset_materialization.metadata.get("files_sha256") if records else None
-        current = {f.path.name: f.sha256 for f in (files.questionnaires, files.distribution)}
         if loaded is None:
             stale[wave] = "never loaded"
         elif loaded.value != current:

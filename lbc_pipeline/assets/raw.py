@@ -42,7 +42,7 @@ def load_raw_wave(context: AssetExecutionContext, duckdb: DuckDBResource):
         schema, name = table.split(".")
         metadata = table_metadata(frame, table)
         if table == "raw.load_log":
-            metadata["files_sha256"] = {f.path.name: f.sha256 for f in (wave_files.questionnaires, wave_files.distribution)}
+            metadata["files_sha256"] = wave_files.delivery.files
         if table == "raw.questionnaires":
             metadata["extra_columns"] = ", ".join(wave_files.questionnaires.extra_columns) or "none"
             metadata["encoding"] = wave_files.questionnaires.encoding or wave_files.questionnaires.format

@@ -105,9 +105,7 @@ def classify_cells(frame: pl.DataFrame) -> pl.DataFrame:
         number = text.cast(pl.Float64, strict=False)
         is_integer = number.is_not_null() & (number == number.floor()) & number.is_finite()
         integer = pl.when(is_integer).then(number).otherwise(None).cast(pl.Int64)
-        special_reason = integer.replace_strict(
-            {k: v for k, v in special.items()}, default=None, return_dtype=pl.String
-        )
+        special_reason = integer.replace_strict(special, default=None, return_dtype=pl.String)
         if var.kind == "date":
             parsed = text.str.to_date(DATE_FORMAT, strict=False)
             unparseable = parsed.is_null() & special_reason.is_null()
@@ -162,7 +160,6 @@ def clean_questionnaires(raw: pl.DataFrame, wave: str, file_name: str) -> Cleane
             row=int(missing_qid[ROW_COLUMN][0]), column="qid",
         )
     kept, duplicates = collapse_duplicates(raw, wave)
-    raw_kept = kept
     typed = classify_cells(kept).with_row_index("__index").with_columns(pl.col("__index").cast(pl.Int64))
 
     failures = find_out_of_range(typed)
@@ -186,7 +183,7 @@ def clean_questionnaires(raw: pl.DataFrame, wave: str, file_name: str) -> Cleane
         .with_columns(pl.col("variable").str.replace("^__reason_", ""))
     )
     raw_values = (
-        raw_kept.select("qid", *variables)
+        kept.select("qid", *variables)
         .unpivot(index="qid", on=variables, variable_name="variable", value_name="raw_value")
     )
     missing_values = (

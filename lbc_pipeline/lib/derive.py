@@ -109,21 +109,18 @@ def add_recodes(frame: pl.DataFrame) -> pl.DataFrame:
     """Add the analysis codings: girl, korean, siblings 0/1/2, parents' education 1-3,
     deceased_parent, and the migration dummies."""
     book = load_codebook()
-    edu = {k: v for k, v in book.education_map.items()}
     group = pl.col("migration_group")
     return frame.with_columns(
         (pl.col("gender") == book.girl_code).cast(pl.Int64).alias("girl"),
         (pl.col("ethnicity") == book.korean_code).cast(pl.Int64).alias("korean"),
-        pl.min_horizontal(pl.col("siblings"), pl.lit(book.siblings_cap)).alias("siblings_3"),
-        pl.col("mother_edu").replace_strict(edu, default=None, return_dtype=pl.Int64).alias("mother_edu_3"),
-        pl.col("father_edu").replace_strict(edu, default=None, return_dtype=pl.Int64).alias("father_edu_3"),
+        pl.col("siblings").clip(upper_bound=book.siblings_cap).alias("siblings_3"),
+        pl.col("mother_edu").replace_strict(book.education_map, default=None, return_dtype=pl.Int64).alias("mother_edu_3"),
+        pl.col("father_edu").replace_strict(book.education_map, default=None, return_dtype=pl.Int64).alias("father_edu_3"),
         ((pl.col("mother_alive") == NO) | (pl.col("father_alive") == NO)).fill_null(False)
         .alias("deceased_parent"),
         (group == "mother").cast(pl.Int64).alias("mother_away"),
         (group == "father").cast(pl.Int64).alias("father_away"),
         (group == "both").cast(pl.Int64).alias("both_away"),
-    ).with_columns(
-        pl.when(pl.col("siblings").is_null()).then(None).otherwise(pl.col("siblings_3")).alias("siblings_3")
     )
 
 

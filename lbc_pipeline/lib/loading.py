@@ -24,6 +24,7 @@ from lbc_pipeline.lib.reading import (
     find_raw_file,
     read_raw_file,
 )
+from lbc_pipeline.lib.warehouse import append_rows
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,16 @@ class WaveFiles:
     manifest: WaveManifest
     questionnaires: LoadedFile
     distribution: LoadedFile
+
+    @property
+    def delivery(self) -> "Delivery":
+        """The files as delivered: the wave id and each file's sha256 (wave.yaml included)."""
+        folder = self.questionnaires.path.parent
+        digests = {f.path.name: f.sha256 for f in (self.questionnaires, self.distribution)}
+        manifest = folder / "wave.yaml"
+        if manifest.exists():
+            digests[manifest.name] = file_sha256(manifest)
+        return Delivery(wave=self.manifest.wave, folder=folder, files=digests)
 
     def raw_tables(self, loaded_at: dt.datetime) -> dict[str, pl.DataFrame]:
         """`raw.questionnaires`, `raw.distribution` and `raw.load_log` rows of this wave."""
@@ -85,12 +96,7 @@ def record_rejection(con: duckdb.DuckDBPyConnection, wave: str, error: RawFileEr
         "reason": error.reason, "message": str(error), "rejected_at": at,
     }], schema={"wave": pl.String, "file": pl.String, "source_row": pl.Int64, "column_name": pl.String,
                 "reason": pl.String, "message": pl.String, "rejected_at": pl.Datetime("us")})
-    con.execute("create schema if not exists raw")
-    con.register("__rejected", row)
-    con.execute("create table if not exists raw.rejected_files as select * from __rejected limit 0")
-    con.execute("insert into raw.rejected_files by name select * from __rejected")
-    con.unregister("__rejected")
-    con.execute("comment on table raw.rejected_files is 'One row per rejected delivery attempt: the file, row and column at fault and why (history kept)'")
+    append_rows(con, {"raw.rejected_files": row})
 
 
 @dataclass(frozen=True)
@@ -121,9 +127,4 @@ class Delivery:
 def inspect_delivery(folder: Path) -> Delivery:
     """A quick look at a delivered wave folder: manifest readable, both files present and
     readable with every required column, and each file's sha256. Raises `RawFileError`."""
-    files = load_folder(folder)
-    digests = {f.path.name: f.sha256 for f in (files.questionnaires, files.distribution)}
-    manifest = folder / "wave.yaml"
-    if manifest.exists():
-        digests[manifest.name] = file_sha256(manifest)
-    return Delivery(wave=files.manifest.wave, folder=folder, files=digests)
+    return load_folder(folder).delivery

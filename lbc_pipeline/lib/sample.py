@@ -234,7 +234,7 @@ def build_sample(questionnaires: pl.DataFrame, missing_values: pl.DataFrame,
     )
     exclusions = measures.filter(pl.col("status") != "analysed").select(
         pl.lit(wave).alias("wave"), "qid",
-        pl.col("status").replace({"invalid": "invalid", "excluded": "excluded"}).alias("stage"),
+        pl.col("status").alias("stage"),
         "primary_reason", "reasons", "detail", "school_id",
     )
     flow, flow_reasons = sample_flow(wave, int(distribution["distributed"].sum()), status)

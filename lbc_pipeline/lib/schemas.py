@@ -264,6 +264,12 @@ def documentation() -> dict[str, tuple[str, dict[str, str]]]:
             "extra_columns": "Columns not in the codebook, kept in the raw layer",
             "value_labels": "Value labels stored in the file (sav/dta), as JSON", "loaded_at": "When it was loaded (UTC)",
         }),
+        "raw.rejected_files": ("One row per rejected delivery attempt: the file, row and column at fault and why (history kept)", {
+            "wave": WAVE.description, "file": "The file (or wave.yaml / folder) at fault",
+            "source_row": "Data row of the file at fault (1 = first data row), where known",
+            "column_name": "Column at fault, where known", "reason": "What is wrong",
+            "message": "The full message: file, row, column and reason", "rejected_at": "When the delivery was rejected (UTC)",
+        }),
         "analysis.teacher_attitude_efa": ("One row per head-teacher item: the one-factor EFA behind teacher_attitude", {
             "wave": WAVE.description, "item": "Head-teacher item", "n": "Valid questionnaires that answered all three items (the estimation sample)",
             "method": "Estimator (ml: maximum likelihood, statsmodels)", "loading": "Standardised loading on the factor",

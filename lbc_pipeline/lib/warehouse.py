@@ -12,7 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,56 +75,77 @@ def contract_docs(table: str) -> tuple[str | None, dict[str, str]]:
     }
 
 
-def replace_table(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame],
-                  docs: Mapping[str, tuple[str | None, Mapping[str, str]]] | None = None) -> dict[str, int]:
-    """Replace whole tables (every row, every wave) atomically: for cross-wave marts."""
+Docs = Mapping[str, tuple[str | None, Mapping[str, str]]]
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Everything in the block is committed together or not at all."""
     con.execute("begin transaction")
     try:
-        for table, frame in tables.items():
-            schema, name = _split(table)
-            con.execute(f"create schema if not exists {_quote(schema)}")
-            con.register("__frame", frame)
-            con.execute(f"create or replace table {_quote(schema)}.{_quote(name)} as select * from __frame")
-            con.unregister("__frame")
-            description, columns = (docs or {}).get(table) or contract_docs(table)
-            _comment(con, table, frame, description, columns)
+        yield
         con.execute("commit")
     except Exception:
         con.execute("rollback")
         raise
+
+
+def _write(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], docs: Docs | None,
+           write: Callable[[str, str, str, pl.DataFrame], None]) -> dict[str, int]:
+    """Write several tables in one transaction; `write(target, schema, name, frame)` does the
+    SQL for one table with the frame registered as `__frame`; comments follow the contract."""
+    with _transaction(con):
+        for table, frame in tables.items():
+            schema, name = _split(table)
+            con.execute(f"create schema if not exists {_quote(schema)}")
+            con.register("__frame", frame)
+            try:
+                write(f"{_quote(schema)}.{_quote(name)}", schema, name, frame)
+            finally:
+                con.unregister("__frame")
+            description, columns = (docs or {}).get(table) or contract_docs(table)
+            _comment(con, table, frame, description, columns)
     return {table: frame.height for table, frame in tables.items()}
 
 
+def replace_table(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame],
+                  docs: Docs | None = None) -> dict[str, int]:
+    """Replace whole tables (every row, every wave) atomically: for cross-wave marts."""
+    def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
+        con.execute(f"create or replace table {target} as select * from __frame")
+
+    return _write(con, tables, docs, write)
+
+
+def append_rows(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame],
+                docs: Docs | None = None) -> dict[str, int]:
+    """Append rows to tables that keep their history (e.g. `raw.rejected_files`), atomically."""
+    def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
+        con.execute(f"create table if not exists {target} as select * from __frame limit 0")
+        _add_new_columns(con, schema, name, frame)
+        con.execute(f"insert into {target} by name select * from __frame")
+
+    return _write(con, tables, docs, write)
+
+
 def replace_wave(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], wave: str,
-                 docs: Mapping[str, tuple[str | None, Mapping[str, str]]] | None = None) -> dict[str, int]:
+                 docs: Docs | None = None) -> dict[str, int]:
     """Replace one wave's rows in several tables, atomically; returns rows written per table.
 
-    Tables are created on first write (typed from the frame); later writes insert by
-    column name, so adding a column to a frame fails loudly rather than shifting values.
+    Tables are created on first write (typed from the frame); later writes insert by column
+    name, and a column that a newer release adds is added to the table (null for older waves).
     """
-    counts = {}
-    con.execute("begin transaction")
-    try:
-        for table, frame in tables.items():
-            schema, name = _split(table)
-            if "wave" not in frame.columns:
-                raise ValueError(f"{table}: every table carries a wave column")
-            target = f"{_quote(schema)}.{_quote(name)}"
-            con.execute(f"create schema if not exists {_quote(schema)}")
-            con.register("__frame", frame)
-            con.execute(f"create table if not exists {target} as select * from __frame limit 0")
-            _add_new_columns(con, schema, name, frame)
-            con.execute(f"delete from {target} where wave = ?", [wave])
-            con.execute(f"insert into {target} by name select * from __frame")
-            con.unregister("__frame")
-            description, columns = (docs or {}).get(table) or contract_docs(table)
-            _comment(con, table, frame, description, columns)
-            counts[table] = frame.height
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
-    return counts
+    missing_wave = [table for table, frame in tables.items() if "wave" not in frame.columns]
+    if missing_wave:
+        raise ValueError(f"{', '.join(missing_wave)}: every table carries a wave column")
+
+    def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
+        con.execute(f"create table if not exists {target} as select * from __frame limit 0")
+        _add_new_columns(con, schema, name, frame)
+        con.execute(f"delete from {target} where wave = ?", [wave])
+        con.execute(f"insert into {target} by name select * from __frame")
+
+    return _write(con, tables, docs, write)
 
 
 def _add_new_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str, frame: pl.DataFrame) -> None:

@@ -54,22 +54,7 @@ from scipy import stats  # noqa: E402
 from lbc_pipeline.lib.synthetic import paper_stats as ps  # noqa: E402
 
 # Columns of the value matrix V (one row per analysed child).
-VARS = (
-    "depression",
-    "girl",
-    "age",
-    "grade",
-    "siblings",
-    "korean",
-    "mother_edu",
-    "father_edu",
-    "belong",
-    "teacher_attitude",
-    "ht_satisfaction",
-    "best_friends",
-    "class_closeness",
-    "peer_satisfaction",
-)
+VARS = ("depression", *ps.CONTROLS, *ps.MEASURES)
 Y, GIRL, AGE, GRADE, SIB, KOR, MEDU, FEDU = range(8)
 BELONG, ATT, HT_SAT, FRIENDS, CLOSE, PEER = range(8, 14)
 MEASURE_COLS = (BELONG, ATT, HT_SAT, FRIENDS, CLOSE, PEER)
