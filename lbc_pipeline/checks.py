@@ -20,8 +20,8 @@ from pydantic import Field
 
 from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.config import read_manifest, wave_folder
-from lbc_pipeline.lib import quality
-from lbc_pipeline.lib.warehouse import read_wave
+from lbc_pipeline.lib.quality import rules as quality
+from lbc_pipeline.lib.io.warehouse import read_wave
 
 
 # Partitioned asset checks are a preview feature of this Dagster release; the project pins the

@@ -113,7 +113,7 @@ def print_flow(waves: list[str] | None = None) -> None:
     """Print analysis.sample_flow from the warehouse (read-only)."""
     import duckdb
 
-    from lbc_pipeline.lib.warehouse import read_only
+    from lbc_pipeline.lib.io.warehouse import read_only
 
     path = config.duckdb_path()
     if not path.exists():
@@ -137,8 +137,8 @@ def print_flow(waves: list[str] | None = None) -> None:
 
 def print_replication(waves: list[str] | None = None) -> int:
     """Print the replication summary and the hypothesis verdicts from the warehouse."""
-    from lbc_pipeline.lib.replication import summarise_replication
-    from lbc_pipeline.lib.warehouse import read_only
+    from lbc_pipeline.lib.marts.replication import summarise_replication
+    from lbc_pipeline.lib.io.warehouse import read_only
 
     path = config.duckdb_path()
     if not path.exists():
@@ -180,12 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replication":
         return print_replication(args.wave)
     if args.command == "calibration":
-        from lbc_pipeline.lib.synthetic.paper_stats import main as calibration_main
+        from lbc_pipeline.synthetic.paper_stats import main as calibration_main
 
         calibration_main()
         return 0
     if args.command == "generate":
-        from lbc_pipeline.lib.synthetic.cli import main as generate_main
+        from lbc_pipeline.synthetic.cli import main as generate_main
 
         return generate_main(rest) or 0
     parser.error(f"unknown command {args.command}")

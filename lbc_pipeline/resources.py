@@ -9,7 +9,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from lbc_pipeline.config import duckdb_path
-from lbc_pipeline.lib.warehouse import exclusive_file_lock, lock_path
+from lbc_pipeline.lib.io.warehouse import exclusive_file_lock, lock_path
 
 
 class WarehouseResource(DuckDBResource):

@@ -28,8 +28,8 @@ from dagster import (
 from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.config import incoming_dir, wave_folder
 from lbc_pipeline.jobs import cross_wave_job, main_job
-from lbc_pipeline.lib.loading import Delivery, inspect_delivery
-from lbc_pipeline.lib.reading import RawFileError
+from lbc_pipeline.lib.raw.loading import Delivery, inspect_delivery
+from lbc_pipeline.lib.raw.reading import RawFileError
 
 DELIVERY_TAG = "lbc/delivery"
 FINGERPRINT_TAG = "lbc/fingerprint"

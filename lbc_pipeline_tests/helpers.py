@@ -8,9 +8,9 @@ import polars as pl
 
 from lbc_pipeline.codebook import load_codebook
 from lbc_pipeline.config import WaveManifest
-from lbc_pipeline.lib.clean import CleanedQuestionnaires, clean_distribution, clean_questionnaires
-from lbc_pipeline.lib.reading import ROW_COLUMN
-from lbc_pipeline.lib.sample import SampleResult, build_sample
+from lbc_pipeline.lib.staging.clean import CleanedQuestionnaires, clean_distribution, clean_questionnaires
+from lbc_pipeline.lib.raw.reading import ROW_COLUMN
+from lbc_pipeline.lib.analysis.sample import SampleResult, build_sample
 
 KEY = bytes.fromhex("ab" * 32)
 MANIFEST = WaveManifest("t", Path("."), dt.date(2019, 11, 1), dt.date(2020, 6, 30))

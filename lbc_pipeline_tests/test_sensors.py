@@ -21,7 +21,7 @@ from dagster import (
     instance_for_test,
 )
 
-from conftest import DISTRIBUTION, valid_row, varied_rows, write_wave
+from lbc_pipeline_tests.rows import DISTRIBUTION, valid_row, varied_rows, write_wave
 from lbc_pipeline.config import PROJECT_ROOT
 from lbc_pipeline.definitions import defs
 

@@ -47,7 +47,7 @@ def pipeline_env(tmp: Path) -> dict[str, str]:
 def case_generate_1m(tmp: Path) -> dict:
     out = tmp / "scale1m"
     return measure("generate 1,000,000 questionnaires (parquet)",
-                   [PY, "-m", "lbc_pipeline.lib.synthetic.cli", "--n", "1000000", "--format", "parquet",
+                   [PY, "-m", "lbc_pipeline.synthetic.cli", "--n", "1000000", "--format", "parquet",
                     "--seed", "7", "--out", str(out)], {})
 
 
@@ -62,7 +62,7 @@ def case_main_job_reference(tmp: Path) -> dict:
 def case_main_job_scaled(tmp: Path, n: int) -> dict:
     env = pipeline_env(tmp)
     raw = Path(env["LBC_DATA_DIR"]) / "raw"
-    subprocess.run([PY, "-m", "lbc_pipeline.lib.synthetic.cli", "--n", str(n), "--seed", "11",
+    subprocess.run([PY, "-m", "lbc_pipeline.synthetic.cli", "--n", str(n), "--seed", "11",
                     "--wave", f"scaled-{n}", "--out", str(raw / f"scaled-{n}")], check=True,
                    stdout=subprocess.DEVNULL)
     return measure(f"main job, scaled wave ({n:,} questionnaires, csv)", [PY, "-m", "lbc_pipeline.cli", "run"], env)

@@ -8,8 +8,8 @@ from dagster_duckdb import DuckDBResource
 from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import table_metadata
 from lbc_pipeline.config import wave_folder, read_manifest
-from lbc_pipeline.lib.sample import build_sample, pseudonym_key
-from lbc_pipeline.lib.warehouse import create_views, read_wave, replace_wave
+from lbc_pipeline.lib.analysis.sample import build_sample, pseudonym_key
+from lbc_pipeline.lib.io.warehouse import create_views, read_wave, replace_wave
 
 _STAGING = [AssetDep(["staging", t]) for t in ("questionnaires", "distribution", "missing_values")]
 

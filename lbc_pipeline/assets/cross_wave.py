@@ -19,9 +19,9 @@ from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets._common import table_metadata
 from lbc_pipeline.jobs import CROSS_WAVE_KEYS
-from lbc_pipeline.lib import waves
+from lbc_pipeline.lib.marts import waves
 from lbc_pipeline.lib.marts_docs import MARTS_DOCS
-from lbc_pipeline.lib.warehouse import replace_table
+from lbc_pipeline.lib.io.warehouse import replace_table
 
 POOLED = "pooled"
 

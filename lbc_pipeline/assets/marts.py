@@ -10,9 +10,10 @@ from dagster_duckdb import DuckDBResource
 from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import table_metadata
 from lbc_pipeline.config import REFERENCE_DIR, artifacts_dir, read_manifest, reports_dir, wave_folder
-from lbc_pipeline.lib import models, replication, report, tables
+from lbc_pipeline.lib.marts import models, replication, tables
+from lbc_pipeline.lib.render import report
 from lbc_pipeline.lib.marts_docs import MARTS_DOCS
-from lbc_pipeline.lib.warehouse import create_views, read_wave, replace_wave
+from lbc_pipeline.lib.io.warehouse import create_views, read_wave, replace_wave
 
 SAMPLE = [AssetDep(["analysis", "analytic_sample"])]
 

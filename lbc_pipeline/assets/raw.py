@@ -9,9 +9,9 @@ from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import table_metadata
-from lbc_pipeline.lib.loading import load_wave_files, record_rejection
-from lbc_pipeline.lib.reading import RawFileError
-from lbc_pipeline.lib.warehouse import replace_wave
+from lbc_pipeline.lib.raw.loading import load_wave_files, record_rejection
+from lbc_pipeline.lib.raw.reading import RawFileError
+from lbc_pipeline.lib.io.warehouse import replace_wave
 
 RAW_TABLES = ("raw.questionnaires", "raw.distribution", "raw.load_log")
 

@@ -7,9 +7,9 @@ from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import table_metadata
-from lbc_pipeline.lib.clean import clean_distribution, clean_questionnaires
-from lbc_pipeline.lib.reading import ROW_COLUMN, RawFileError
-from lbc_pipeline.lib.warehouse import read_wave, replace_wave
+from lbc_pipeline.lib.staging.clean import clean_distribution, clean_questionnaires
+from lbc_pipeline.lib.raw.reading import ROW_COLUMN, RawFileError
+from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
 
 _RAW = [AssetDep(["raw", "questionnaires"]), AssetDep(["raw", "distribution"])]
 

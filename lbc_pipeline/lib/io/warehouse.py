@@ -1,0 +1,239 @@
+"""Writing a wave's tables to DuckDB and reading them back.
+
+A table holds every wave; writing a wave replaces that wave's rows and nothing else, and
+all the tables one step writes go in one transaction, so a failure leaves the previous
+state intact (never a half-written table). Each frame is validated against its pandera
+contract first, and the contract's descriptions become the table's and columns' comments.
+SQL that users read lives in `sql/` and is loaded by name with `read_sql`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from lbc_pipeline.config import SQL_DIR
+from lbc_pipeline.lib.contracts import documentation, schema_for
+
+SCHEMAS = ("raw", "staging", "analysis", "marts")
+
+
+def read_sql(name: str) -> str:
+    """The text of `sql/<name>.sql` (e.g. `analysis/sample_flow_summary`)."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def sql_files(folder: str) -> list[str]:
+    """Names (for `read_sql`) of the .sql files in `sql/<folder>`, sorted."""
+    return sorted(f"{folder}/{p.stem}" for p in (SQL_DIR / folder).glob("*.sql"))
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _split(table: str) -> tuple[str, str]:
+    schema, name = table.split(".", 1)
+    if schema not in SCHEMAS:
+        raise ValueError(f"{table}: schema must be one of {SCHEMAS}")
+    return schema, name
+
+
+def _comment(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame,
+              description: str | None, columns: Mapping[str, str]) -> None:
+    schema, name = _split(table)
+    target = f"{_quote(schema)}.{_quote(name)}"
+    if description:
+        con.execute(f"comment on table {target} is {_literal(description)}")
+    for column in frame.columns:
+        text = columns.get(column) or (
+            "Extra column, not in the codebook: kept as delivered" if schema == "raw" else None)
+        if text:
+            con.execute(f"comment on column {target}.{_quote(column)} is {_literal(text)}")
+
+
+def _literal(text: str) -> str:
+    # COMMENT ON takes a constant, not a parameter.
+    return "'" + text.replace("'", "''") + "'"
+
+
+def contract_docs(table: str) -> tuple[str | None, dict[str, str]]:
+    """The grain and the column descriptions of a table's contract (empty if it has none)."""
+    try:
+        contract = schema_for(table)
+    except KeyError:
+        return documentation().get(table, (None, {}))
+    return contract.description, {
+        name: column.description or "" for name, column in contract.columns.items()
+    }
+
+
+Docs = Mapping[str, tuple[str | None, Mapping[str, str]]]
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Everything in the block is committed together or not at all."""
+    con.execute("begin transaction")
+    try:
+        yield
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+
+
+def _write(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], docs: Docs | None,
+           write: Callable[[str, str, str, pl.DataFrame], None]) -> dict[str, int]:
+    """Write several tables in one transaction; `write(target, schema, name, frame)` does the
+    SQL for one table with the frame registered as `__frame`; comments follow the contract."""
+    with _transaction(con):
+        for table, frame in tables.items():
+            schema, name = _split(table)
+            con.execute(f"create schema if not exists {_quote(schema)}")
+            con.register("__frame", frame)
+            try:
+                write(f"{_quote(schema)}.{_quote(name)}", schema, name, frame)
+            finally:
+                con.unregister("__frame")
+            description, columns = (docs or {}).get(table) or contract_docs(table)
+            _comment(con, table, frame, description, columns)
+    return {table: frame.height for table, frame in tables.items()}
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame],
+                  docs: Docs | None = None) -> dict[str, int]:
+    """Replace whole tables (every row, every wave) atomically: for cross-wave marts."""
+    def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
+        con.execute(f"create or replace table {target} as select * from __frame")
+
+    return _write(con, tables, docs, write)
+
+
+def append_rows(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame],
+                docs: Docs | None = None) -> dict[str, int]:
+    """Append rows to tables that keep their history (e.g. `raw.rejected_files`), atomically."""
+    def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
+        con.execute(f"create table if not exists {target} as select * from __frame limit 0")
+        _add_new_columns(con, schema, name, frame)
+        con.execute(f"insert into {target} by name select * from __frame")
+
+    return _write(con, tables, docs, write)
+
+
+def replace_wave(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], wave: str,
+                 docs: Docs | None = None) -> dict[str, int]:
+    """Replace one wave's rows in several tables, atomically; returns rows written per table.
+
+    Tables are created on first write (typed from the frame); later writes insert by column
+    name, and a column that a newer release adds is added to the table (null for older waves).
+    """
+    missing_wave = [table for table, frame in tables.items() if "wave" not in frame.columns]
+    if missing_wave:
+        raise ValueError(f"{', '.join(missing_wave)}: every table carries a wave column")
+
+    def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
+        con.execute(f"create table if not exists {target} as select * from __frame limit 0")
+        _add_new_columns(con, schema, name, frame)
+        con.execute(f"delete from {target} where wave = ?", [wave])
+        con.execute(f"insert into {target} by name select * from __frame")
+
+    return _write(con, tables, docs, write)
+
+
+def _add_new_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str, frame: pl.DataFrame) -> None:
+    """Columns a newer release added to a frame are added to the table (older waves: null)."""
+    existing = {
+        row[0] for row in con.execute(
+            "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+            [schema, name],
+        ).fetchall()
+    }
+    for column in frame.columns:
+        if column not in existing:
+            con.register("__one", frame.select(column).head(0))
+            column_type = con.sql("select * from __one").types[0]
+            con.unregister("__one")
+            con.execute(f"alter table {_quote(schema)}.{_quote(name)} add column {_quote(column)} {column_type}")
+
+
+def read_wave(con: duckdb.DuckDBPyConnection, table: str, wave: str) -> pl.DataFrame:
+    """One wave's rows of a warehouse table as a polars frame."""
+    schema, name = _split(table)
+    return con.sql(
+        f"select * from {_quote(schema)}.{_quote(name)} where wave = $wave",
+        params={"wave": wave},
+    ).pl()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = _split(table)
+    return bool(con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, name],
+    ).fetchone()[0])
+
+
+def create_views(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]) -> list[str]:
+    """(Re)create the views users read over `schemas`, from `sql/views/<schema>_*.sql`
+    (each file one `create or replace view`)."""
+    names = [n for n in sql_files("views") if n.split("/", 1)[1].split("_", 1)[0] in schemas]
+    for name in names:
+        con.execute(read_sql(name))
+    return names
+
+
+def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(str(path), read_only=read_only)
+
+
+class WarehouseLockTimeout(TimeoutError):
+    """Another process held the warehouse for longer than the configured wait."""
+
+
+@contextmanager
+def exclusive_file_lock(path: Path, timeout_s: float) -> Iterator[None]:
+    """Hold an exclusive OS lock on `path` (created if absent) while the block runs.
+
+    Waiting processes take the lock the moment it is released, in any executor and any
+    number of concurrent runs; the lock goes with the process if it dies.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise WarehouseLockTimeout(
+                        f"{path}: another run held the warehouse for more than {timeout_s:.0f} s") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def lock_path(database: Path) -> Path:
+    """The lock file that serialises connections to a warehouse file."""
+    return database.with_name(database.name + ".lock")
+
+
+@contextmanager
+def read_only(database: Path, timeout_s: float = 600.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection taken in turn with the pipeline's writers."""
+    with exclusive_file_lock(lock_path(database), timeout_s):
+        con = duckdb.connect(str(database), read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()

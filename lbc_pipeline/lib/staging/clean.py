@@ -1,0 +1,264 @@
+"""From raw text to typed staging tables: duplicates, special codes, ranges, quarantine.
+
+Raw values are classified before the typed contract runs (pandera cannot range-check a
+column it failed to coerce): each cell is empty, a special code, unparseable, or a number;
+numbers are then validated lazily against the codebook's ranges, and every failure case
+becomes a quarantine row. Nothing is dropped: every value set to missing keeps its reason
+in `missing_values`, every keyed row stays in the raw layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.errors
+import polars as pl
+
+from lbc_pipeline.codebook import load_codebook
+from lbc_pipeline.lib.raw.reading import ROW_COLUMN, RawFileError
+from lbc_pipeline.lib.contracts import answer_schema, schema_for
+
+DATE_FORMAT = "%Y-%m-%d"
+
+
+@dataclass(frozen=True)
+class CleanedQuestionnaires:
+    """The staging tables of one wave's questionnaires."""
+
+    questionnaires: pl.DataFrame
+    missing_values: pl.DataFrame
+    quarantine: pl.DataFrame
+    entry_duplicates: pl.DataFrame
+
+
+def _reason_col(name: str) -> str:
+    return f"__reason_{name}"
+
+
+def collapse_duplicates(raw: pl.DataFrame, wave: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One row per qid, and the report of qids keyed more than once.
+
+    Identical rows collapse to the first keyed; rows that share a qid but differ are one
+    conflicting questionnaire: the first row is kept in staging, flagged `conflicting`,
+    and every row stays in the raw layer for review.
+    """
+    value_columns = [c for c in raw.columns if c != ROW_COLUMN]
+    hashed = raw.with_columns(
+        pl.struct(value_columns).hash(seed=0).alias("__hash")
+    )
+    groups = hashed.group_by("qid").agg(
+        pl.len().cast(pl.Int64).alias("n_rows"),
+        pl.col("__hash").n_unique().alias("n_versions"),
+        pl.col(ROW_COLUMN).sort().alias("source_rows"),
+    )
+    status = groups.select(
+        "qid",
+        pl.when(pl.col("n_rows") == 1).then(pl.lit("unique"))
+        .when(pl.col("n_versions") == 1).then(pl.lit("identical_collapsed"))
+        .otherwise(pl.lit("conflicting")).alias("duplicate_status"),
+    )
+    kept = (
+        raw.sort(ROW_COLUMN).unique(subset="qid", keep="first", maintain_order=True)
+        .join(status, on="qid", how="left")
+    )
+    repeated = groups.filter(pl.col("n_rows") > 1)
+    differing = []
+    for qid in repeated.filter(pl.col("n_versions") > 1)["qid"].to_list():
+        rows = raw.filter(pl.col("qid") == qid).drop(ROW_COLUMN)
+        differing.append({
+            "qid": qid,
+            "differing_columns": [c for c in rows.columns if rows[c].n_unique() > 1],
+        })
+    differing_frame = pl.DataFrame(
+        differing, schema={"qid": pl.String, "differing_columns": pl.List(pl.String)}
+    )
+    report = (
+        repeated.join(differing_frame, on="qid", how="left")
+        .select(
+            pl.lit(wave).alias("wave"),
+            "qid",
+            pl.when(pl.col("n_versions") > 1).then(pl.lit("conflicting"))
+            .otherwise(pl.lit("identical")).alias("kind"),
+            "n_rows",
+            "source_rows",
+            pl.col("differing_columns").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+        )
+        .sort("qid")
+    )
+    return kept, report
+
+
+def classify_cells(frame: pl.DataFrame) -> pl.DataFrame:
+    """Parse numeric and date columns; add a `__reason_<var>` column per variable.
+
+    A reason is `not_answered` (empty), a special-code reason (refused, dont_know,
+    not_applicable) or `unparseable`; the value is null wherever a reason is set.
+    Range checks come afterwards, from the contract.
+    """
+    book = load_codebook()
+    special = book.special_code_reasons
+    exprs = []
+    for var in book.file_variables("questionnaires"):
+        if var.personal or var.kind == "text":
+            continue
+        text = pl.col(var.name)
+        number = text.cast(pl.Float64, strict=False)
+        is_integer = number.is_not_null() & (number == number.floor()) & number.is_finite()
+        integer = pl.when(is_integer).then(number).otherwise(None).cast(pl.Int64)
+        special_reason = integer.replace_strict(special, default=None, return_dtype=pl.String)
+        if var.kind == "date":
+            parsed = text.str.to_date(DATE_FORMAT, strict=False)
+            unparseable = parsed.is_null() & special_reason.is_null()
+        else:
+            parsed = integer
+            unparseable = integer.is_null()
+        reason = (
+            pl.when(text.is_null()).then(pl.lit(book.empty_reason))
+            .when(special_reason.is_not_null()).then(special_reason)
+            .when(unparseable).then(pl.lit("unparseable"))
+            .otherwise(None)
+        )
+        exprs.append(reason.alias(_reason_col(var.name)))
+        exprs.append(
+            pl.when(text.is_null() | special_reason.is_not_null()).then(None)
+            .otherwise(parsed).alias(var.name)
+        )
+    return frame.with_columns(exprs)
+
+
+def find_out_of_range(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every numeric answer outside its codebook range: pandera's lazy failure cases.
+
+    Returns (row index, variable, check) rows; an empty frame when all values conform.
+    """
+    schema = answer_schema()
+    numeric = frame.select(list(schema.columns))
+    empty = pl.DataFrame(schema={"__index": pl.Int64, "variable": pl.String, "check": pl.String})
+    try:
+        schema.validate(numeric, lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+        unexpected = cases.filter(pl.col("index").is_null())
+        if unexpected.height:
+            raise RuntimeError(f"answer contract failed at schema level: {unexpected}") from exc
+        return cases.select(
+            pl.col("index").cast(pl.Int64).alias("__index"),
+            pl.col("column").alias("variable"),
+            pl.col("check").cast(pl.String),
+        )
+    return empty
+
+
+def clean_questionnaires(raw: pl.DataFrame, wave: str, file_name: str) -> CleanedQuestionnaires:
+    """Staging tables of one wave from its raw questionnaires (text, `_row`, codebook names)."""
+    book = load_codebook()
+    missing_qid = raw.filter(pl.col("qid").is_null())
+    if missing_qid.height:
+        raise RawFileError(
+            file_name, "qid is empty: every keyed row needs its questionnaire number "
+            f"({missing_qid.height} row(s) without one)",
+            row=int(missing_qid[ROW_COLUMN][0]), column="qid",
+        )
+    kept, duplicates = collapse_duplicates(raw, wave)
+    typed = classify_cells(kept).with_row_index("__index").with_columns(pl.col("__index").cast(pl.Int64))
+
+    failures = find_out_of_range(typed)
+    if failures.height:
+        flagged = failures.with_columns(pl.lit("out_of_range").alias("__rule"))
+        for variable in flagged["variable"].unique().to_list():
+            bad = flagged.filter(pl.col("variable") == variable)["__index"]
+            hit = pl.col("__index").is_in(bad.implode())
+            typed = typed.with_columns(
+                pl.when(hit).then(None).otherwise(pl.col(variable)).alias(variable),
+                pl.when(hit).then(pl.lit("out_of_range"))
+                .otherwise(pl.col(_reason_col(variable))).alias(_reason_col(variable)),
+            )
+    reason_columns = [c for c in typed.columns if c.startswith("__reason_")]
+    variables = [c.removeprefix("__reason_") for c in reason_columns]
+
+    long_reasons = (
+        typed.select("qid", ROW_COLUMN, *reason_columns)
+        .unpivot(index=["qid", ROW_COLUMN], on=reason_columns, variable_name="variable", value_name="reason")
+        .filter(pl.col("reason").is_not_null())
+        .with_columns(pl.col("variable").str.replace("^__reason_", ""))
+    )
+    raw_values = (
+        kept.select("qid", *variables)
+        .unpivot(index="qid", on=variables, variable_name="variable", value_name="raw_value")
+    )
+    missing_values = (
+        long_reasons.join(raw_values, on=["qid", "variable"], how="left")
+        .select(pl.lit(wave).alias("wave"), "qid", "variable", "raw_value", "reason", ROW_COLUMN)
+        .sort("qid", "variable")
+    )
+    checks = failures.join(
+        typed.select("__index", "qid"), on="__index", how="left"
+    ).select("qid", "variable", "check")
+    quarantine = (
+        missing_values.filter(pl.col("reason").is_in(["out_of_range", "unparseable"]))
+        .join(checks, on=["qid", "variable"], how="left")
+        .select(
+            "wave", "qid", pl.col(ROW_COLUMN).alias("source_row"), "variable", "raw_value",
+            pl.col("reason").alias("rule"),
+            pl.col("check").fill_null(pl.lit("parse as integer / date YYYY-MM-DD")),
+        )
+    )
+    missing_values = missing_values.drop(ROW_COLUMN)
+
+    keep = [v.name for v in book.file_variables("questionnaires") if not v.personal]
+    questionnaires = typed.select(
+        pl.lit(wave).alias("wave"), *keep,
+        pl.col(ROW_COLUMN).alias("source_row"), "duplicate_status",
+    ).sort("qid")
+    return CleanedQuestionnaires(
+        questionnaires=schema_for("staging.questionnaires").validate(questionnaires),
+        missing_values=missing_values,
+        quarantine=quarantine,
+        entry_duplicates=duplicates,
+    )
+
+
+def clean_distribution(raw: pl.DataFrame, wave: str, file_name: str) -> pl.DataFrame:
+    """The typed distribution table; any unreadable value is an error naming its row."""
+    book = load_codebook()
+    out = {"wave": [wave] * raw.height}
+    for var in book.file_variables("distribution"):
+        values = raw[var.name].to_list()
+        if var.kind == "text":
+            out[var.name] = values
+            continue
+        parsed = []
+        for row, value in zip(raw[ROW_COLUMN].to_list(), values):
+            number = _to_int(value)
+            allowed = var.valid_values
+            if number is None or (allowed is not None and number not in allowed):
+                raise RawFileError(
+                    file_name, f"{value!r} is not a valid {var.name} ({var.en})", row=row, column=var.name
+                )
+            parsed.append(number)
+        out[var.name] = parsed
+    frame = pl.DataFrame(out, schema={"wave": pl.String, **{
+        v.name: (pl.String if v.kind == "text" else pl.Int64) for v in book.file_variables("distribution")
+    }})
+    numbered = frame.with_columns(raw[ROW_COLUMN].alias("__row"))
+    missing_id = numbered.filter(pl.col("school_id").is_null())
+    if missing_id.height:
+        raise RawFileError(file_name, "school_id is empty", row=int(missing_id["__row"][0]), column="school_id")
+    doubled = numbered.filter(pl.col("school_id").is_duplicated())
+    if doubled.height:
+        school = doubled["school_id"][0]
+        rows = doubled.filter(pl.col("school_id") == school)["__row"].to_list()
+        raise RawFileError(file_name, f"school_id {school!r} is listed more than once (rows {', '.join(map(str, rows))})",
+                           row=rows[1],
+                           column="school_id")
+    return schema_for("staging.distribution").validate(frame)
+
+
+def _to_int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() else None
