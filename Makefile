@@ -1,12 +1,13 @@
 # Set-up and everyday commands. Every target installs what it needs first.
 #   make run    install, then run the main job on every wave under data/raw
-#   make test   install (with test extras), then run the test suite
+#   make test   install (with test extras), then run the whole test suite (CI runs this)
+#   make test-fast  the fast default run: no integration or load tests
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 UV     := $(BIN)/uv
 
-.PHONY: install run test ui flow benchmark clean-outputs
+.PHONY: install run test test-fast ui flow benchmark clean-outputs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,9 @@ run: install
 	$(BIN)/lbc run
 
 test: install
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+test-fast: install
 	$(BIN)/python -m pytest
 
 ui: install

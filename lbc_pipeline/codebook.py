@@ -71,6 +71,8 @@ class Codebook:
     population_age: tuple[int, int]
     population_grades: tuple[int, ...]
     migration_groups: tuple[str, ...]
+    migration_group_labels: dict[str, tuple[str, str]]
+    analysis_codings: dict[str, tuple[str, dict[int, tuple[str, str]]]]
     education_map: dict[int, int]
     siblings_cap: int
     korean_code: int
@@ -122,6 +124,13 @@ class Codebook:
     def scale_items(self, scale: str) -> tuple[str, ...]:
         return tuple(self.scales[scale]["items"])
 
+    def value_labels(self, name: str) -> dict[int, tuple[str, str]]:
+        """Codes and (English, Chinese) labels of an analysis variable: its analysis coding
+        when it recodes a raw answer, else the questionnaire variable's own codes."""
+        if name in self.analysis_codings:
+            return self.analysis_codings[name][1]
+        return self.variable(name).codes
+
 
 def _variable(entry: dict) -> Variable:
     codes = {int(k): (v[0], v[1]) for k, v in (entry.get("codes") or {}).items()}
@@ -157,7 +166,10 @@ def load_codebook(path: Path = CODEBOOK_PATH) -> Codebook:
         exclusion_order=tuple(raw["exclusion_order"]),
         population_age=tuple(raw["population"]["age"]),
         population_grades=tuple(raw["population"]["grades"]),
-        migration_groups=tuple(raw["migration_groups"]),
+        migration_groups=tuple(g["name"] for g in raw["migration_groups"]),
+        migration_group_labels={g["name"]: (g["en"], g["zh"]) for g in raw["migration_groups"]},
+        analysis_codings={name: (c["from"], {int(k): (v[0], v[1]) for k, v in c["levels"].items()})
+                          for name, c in raw["analysis_codings"].items()},
         education_map={int(k): int(v) for k, v in recodes["education"]["map"].items()},
         siblings_cap=int(recodes["siblings"]["cap"]),
         korean_code=int(recodes["ethnicity_korean"]["code"]),

@@ -12,5 +12,5 @@ defs = Definitions(
     jobs=[main_job, cross_wave_job],
     sensors=[sensors.incoming_waves, sensors.refresh_cross_wave],
     schedules=[sensors.nightly_refresh],
-    resources={"duckdb": resources.warehouse_resource(), "quality_config": checks.QualityConfig()},
+    resources={"duckdb": resources.warehouse_resource(), "quality_config": resources.QualityConfig()},
 )

@@ -1,4 +1,4 @@
-"""Resources: the DuckDB warehouse, one writer at a time."""
+"""Resources: the DuckDB warehouse (one writer at a time) and the data-quality thresholds."""
 
 from contextlib import contextmanager
 from pathlib import Path
@@ -6,9 +6,11 @@ from pathlib import Path
 import duckdb
 from dagster._utils.backoff import backoff
 from dagster_duckdb import DuckDBResource
+from dagster import ConfigurableResource
 from pydantic import Field
 
 from lbc_pipeline.config import duckdb_path
+from lbc_pipeline.lib.quality.rules import QualitySettings
 from lbc_pipeline.lib.io.warehouse import exclusive_file_lock, lock_path
 
 
@@ -47,3 +49,17 @@ class WarehouseResource(DuckDBResource):
 
 def warehouse_resource() -> WarehouseResource:
     return WarehouseResource()
+
+
+class QualityConfig(ConfigurableResource):
+    """Thresholds of the WARN-level data-quality checks."""
+
+    max_exclusion_share: float = Field(
+        default=0.10, description="WARN when one exclusion reason applies to more than this share of valid questionnaires")
+    attrition_alpha: float = Field(
+        default=0.05, description="WARN when excluded and analysed children differ at p below this")
+    min_group_size: int = Field(
+        default=20, description="Smallest migration group the great-expectations suite accepts")
+
+    def settings(self) -> QualitySettings:
+        return QualitySettings(self.max_exclusion_share, self.attrition_alpha, self.min_group_size)

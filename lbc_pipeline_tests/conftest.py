@@ -1,6 +1,17 @@
-"""Shared fixtures: a private data folder, warehouse, key and DAGSTER_HOME per test."""
+"""Shared fixtures: a private data folder, warehouse, key and DAGSTER_HOME per test; every
+test under integration/ is marked slow."""
+
+from pathlib import Path
 
 import pytest
+
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if INTEGRATION in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

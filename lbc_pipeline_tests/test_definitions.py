@@ -57,3 +57,75 @@ def test_lib_never_imports_dagster():
                 names = [node.module]
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0].startswith("dagster")]
     assert offenders == []
+
+
+def imported_modules(root: Path) -> list[tuple[str, str]]:
+    """(file, module) for every import under `root`."""
+    found = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found += [(path.name, a.name) for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.append((path.name, node.module))
+    return found
+
+
+def test_runtime_library_holds_no_synthetic_data_code():
+    # The generator and its calibration are tools for making demo data, not part of a run.
+    assert not (LIB / "synthetic").exists()
+    assert [m for m in imported_modules(LIB) if m[1].startswith("lbc_pipeline.synthetic")] == []
+
+
+def test_synthetic_package_depends_on_the_contracts_only():
+    # It may read the codebook, the study, the settings and the table contracts, never the
+    # pipeline's own computations (its calibration statistics are an independent check).
+    allowed = ("lbc_pipeline.synthetic", "lbc_pipeline.codebook", "lbc_pipeline.config", "lbc_pipeline.study",
+               "lbc_pipeline.lib.contracts")
+    synthetic = LIB.parent / "synthetic"
+    offenders = [m for m in imported_modules(synthetic) if m[1].startswith("lbc_pipeline") and not m[1].startswith(allowed)]
+    assert offenders == []
+
+
+def test_every_asset_has_kinds_owners_and_a_code_version():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        spec = graph.get(key)
+        assert spec.kinds, key
+        assert spec.owners, key
+        assert spec.code_version, key
+
+
+def test_every_table_asset_shows_its_contract_as_columns():
+    from lbc_pipeline.lib import contracts
+
+    graph = defs.resolve_asset_graph()
+    tables = 0
+    for key in graph.get_all_asset_keys():
+        table = ".".join(key.path)
+        if table not in contracts.SCHEMAS:
+            continue
+        tables += 1
+        metadata = graph.get(key).metadata
+        assert metadata["dagster/table_name"] == f"lbc.{table}"
+        columns = {c.name: c.description for c in metadata["dagster/column_schema"].columns}
+        assert columns == contracts.contract_docs(table)[1], key
+    assert tables >= 20
+
+
+def test_code_version_follows_the_source(tmp_path, monkeypatch):
+    # A materialisation made by other code is marked stale: the version is a digest of the files.
+    from lbc_pipeline.assets import _common
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    for shared in _common.SHARED_SOURCES:
+        target = tmp_path / shared
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.mkdir(exist_ok=True) if "." not in shared else target.write_text("")
+    monkeypatch.setattr(_common, "PACKAGE", tmp_path)
+    _common.code_version.cache_clear()
+    before = _common.code_version("a.py")
+    (tmp_path / "a.py").write_text("x = 2\n")
+    _common.code_version.cache_clear()
+    assert _common.code_version("a.py") != before
+    _common.code_version.cache_clear()

@@ -1,36 +1,50 @@
-"""Analysis layer: derived measures, the sample flow and the analysis sample."""
+"""Analysis layer: derived measures, the sample flow and the analysis sample.
 
+The ERROR checks that guard the sample flow and the analysis sample run inside this step,
+on the frames it has just built and written: when one fails, the step fails and nothing
+downstream (marts, artifacts, publication tables, report, cross-wave pooling) is built.
+"""
 
 import polars as pl
-from dagster import AssetDep, AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
+from dagster import AssetCheckSpec, AssetExecutionContext, MetadataValue, multi_asset
 from dagster_duckdb import DuckDBResource
 
-from lbc_pipeline.assets import wave_partitions
-from lbc_pipeline.assets._common import table_metadata
-from lbc_pipeline.config import wave_folder, read_manifest
+from lbc_pipeline.assets._common import check_result, key_of, materialized, selected_tables, table_spec
+from lbc_pipeline.config import read_manifest, wave_folder
 from lbc_pipeline.lib.analysis.sample import build_sample, pseudonym_key
 from lbc_pipeline.lib.io.warehouse import create_views, read_wave, replace_wave
+from lbc_pipeline.lib.quality import rules
+from lbc_pipeline.resources import QualityConfig
 
-_STAGING = [AssetDep(["staging", t]) for t in ("questionnaires", "distribution", "missing_values")]
+_CODE = ("lib/analysis", "lib/quality", "lib/io", "assets/analysis.py")
+_KINDS = ["duckdb", "polars", "pandera"]
 
-ANALYSIS_TABLES = {
-    "analysis.measures": "One row per returned questionnaire: derived measures and analysis codings, with the reason a measure is missing.",
-    "analysis.teacher_attitude_efa": "One row per head-teacher item: one-factor EFA loadings, uniqueness, score weights and fit diagnostics.",
-    "analysis.exclusions": "One row per returned questionnaire that left the sample: stage, primary reason, every reason.",
-    "analysis.sample_flow": "One row per step from questionnaires handed out to children analysed (n_before = n_excluded + n_after).",
-    "analysis.sample_flow_reasons": "One row per step and reason: primary and any-position counts.",
-    "analysis.questionnaire_status": "One row per returned questionnaire: invalid, excluded or analysed.",
-    "analysis.analytic_sample": "One row per child in the models (pseudonymous child_key).",
-    "analysis.scale_reliability": "One row per scale: Cronbach's alpha with item statistics.",
-}
+BLOCKING_CHECKS = [
+    AssetCheckSpec("sample_flow_conservation", asset=key_of("analysis.sample_flow"), blocking=True,
+                   description="Every step conserves questionnaires (n_before = n_excluded + n_after) and every returned questionnaire is analysed or has a reason."),
+    AssetCheckSpec("sample_flow_expected_counts", asset=key_of("analysis.sample_flow"), blocking=True,
+                   description="The flow's counts equal the wave manifest's expected counts (ERROR); without expectations, a WARN report."),
+    AssetCheckSpec("analytic_sample_expectations", asset=key_of("analysis.analytic_sample"), blocking=True,
+                   description="great-expectations suite on the analysis sample: types, ranges (from its contract), non-null, unique keys, migration groups and their sizes."),
+]
 
 
 @multi_asset(
-    specs=[AssetSpec(t.split("."), deps=_STAGING, group_name="analysis", description=d)
-           for t, d in ANALYSIS_TABLES.items()],
-    partitions_def=wave_partitions,
+    specs=[
+        table_spec("analysis.measures", deps=["staging.questionnaires", "staging.missing_values"], kinds=_KINDS, code=_CODE),
+        table_spec("analysis.teacher_attitude_efa", deps=["analysis.measures"], kinds=[*_KINDS[:2], "numpy"], code=_CODE),
+        table_spec("analysis.exclusions", deps=["analysis.measures", "staging.distribution"], kinds=_KINDS, code=_CODE),
+        table_spec("analysis.questionnaire_status", deps=["analysis.exclusions"], kinds=_KINDS, code=_CODE),
+        table_spec("analysis.sample_flow", deps=["analysis.questionnaire_status", "staging.distribution"], kinds=_KINDS, code=_CODE),
+        table_spec("analysis.sample_flow_reasons", deps=["analysis.exclusions", "analysis.sample_flow"], kinds=_KINDS, code=_CODE),
+        table_spec("analysis.analytic_sample", deps=["analysis.measures", "analysis.sample_flow", "analysis.teacher_attitude_efa"],
+                   kinds=_KINDS, code=_CODE, tags={"pii": "pseudonymised"}),
+        table_spec("analysis.scale_reliability", deps=["analysis.analytic_sample"], kinds=[*_KINDS[:2], "numpy"], code=_CODE),
+    ],
+    check_specs=BLOCKING_CHECKS,
+    can_subset=True,
 )
-def build_analysis(context: AssetExecutionContext, duckdb: DuckDBResource):
+def build_analysis(context: AssetExecutionContext, duckdb: DuckDBResource, quality_config: QualityConfig):
     """Derive measures, apply validity and exclusion rules, build the analysis sample."""
     wave = context.partition_key
     manifest = read_manifest(wave_folder(wave))
@@ -39,32 +53,45 @@ def build_analysis(context: AssetExecutionContext, duckdb: DuckDBResource):
         missing = read_wave(con, "staging.missing_values", wave)
         distribution = read_wave(con, "staging.distribution", wave)
     result = build_sample(questionnaires, missing, distribution, manifest, wave, pseudonym_key())
-    efa = pl.DataFrame(result.factor.as_rows(wave))
-    reliability = pl.DataFrame(
-        [r.as_row(wave, "analysed") for r in result.reliability]
-    )
-    tables = {
+    built = {  # in lineage order: a multi-asset yields its tables upstream first
         "analysis.measures": result.measures,
-        "analysis.teacher_attitude_efa": efa,
+        "analysis.teacher_attitude_efa": pl.DataFrame(result.factor.as_rows(wave)),
         "analysis.exclusions": result.exclusions,
+        "analysis.questionnaire_status": result.status,
         "analysis.sample_flow": result.flow,
         "analysis.sample_flow_reasons": result.flow_reasons,
-        "analysis.questionnaire_status": result.status,
         "analysis.analytic_sample": result.analytic_sample,
-        "analysis.scale_reliability": reliability,
+        "analysis.scale_reliability": pl.DataFrame([r.as_row(wave, "analysed") for r in result.reliability]),
     }
+    selected = selected_tables(context)
+    tables = {t: f for t, f in built.items() if t in selected}
     with duckdb.get_connection() as con:
         replace_wave(con, tables, wave)
         create_views(con, ("staging", "analysis"))
-    flow_text = "\n".join(
-        f"| {r['step']} | {r['n_before']} | {r['n_excluded']} | {r['n_after']} |" for r in result.flow.to_dicts()
-    )
     for table, frame in tables.items():
-        metadata = table_metadata(frame, table)
+        extra = {}
         if table == "analysis.sample_flow":
-            metadata["flow"] = MetadataValue.md("| step | before | excluded | after |\n|---|---|---|---|\n" + flow_text)
+            extra["flow"] = MetadataValue.md("| step | before | excluded | after |\n|---|---|---|---|\n" + "\n".join(
+                f"| {r['step']} | {r['n_before']} | {r['n_excluded']} | {r['n_after']} |" for r in frame.to_dicts()))
+            extra.update({f"n_after/{r['step']}": int(r["n_after"]) for r in frame.to_dicts()})
         if table == "analysis.analytic_sample":
-            metadata["groups"] = {g: int(n) for g, n in frame.group_by("migration_group").len().iter_rows()}
+            extra.update({f"group/{g}": int(n) for g, n in frame.group_by("migration_group").len().sort("migration_group").iter_rows()})
         if table == "analysis.scale_reliability":
-            metadata["depression_alpha"] = float(result.reliability[0].alpha)
-        yield MaterializeResult(asset_key=table.split("."), metadata=metadata)
+            extra["depression_alpha"] = float(result.reliability[0].alpha)
+        yield materialized(table, frame, **extra)
+    yield from blocking_check_results(context, result, manifest, quality_config)
+
+
+def blocking_check_results(context: AssetExecutionContext, result, manifest, quality_config: QualityConfig):
+    """The ERROR checks on the flow and the sample that this run selected."""
+    selected = {key.name for key in context.selected_asset_check_keys}
+    sample = result.analytic_sample
+    outcomes = {
+        "sample_flow_conservation": lambda: rules.check_conservation(result.flow, result.status),
+        "sample_flow_expected_counts": lambda: rules.check_expected_counts(
+            result.flow, dict(sample.group_by("migration_group").len().iter_rows()), manifest),
+        "analytic_sample_expectations": lambda: rules.check_analytic_sample_gx(sample, manifest, quality_config.settings()),
+    }
+    for spec in BLOCKING_CHECKS:
+        if spec.name in selected:
+            yield check_result(outcomes[spec.name](), spec.name, ".".join(spec.asset_key.path))

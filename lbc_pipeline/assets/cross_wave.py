@@ -4,33 +4,23 @@ These assets are not partitioned: each materialisation reads every wave in the w
 and replaces the whole table.
 """
 
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
-    AssetDep,
-    AssetExecutionContext,
-    AssetSpec,
-    MaterializeResult,
-    multi_asset,
-)
 import polars as pl
+from dagster import AssetCheckSpec, AssetExecutionContext, multi_asset
 from dagster_duckdb import DuckDBResource
 
-from lbc_pipeline.assets._common import table_metadata
-from lbc_pipeline.jobs import CROSS_WAVE_KEYS
-from lbc_pipeline.lib.marts import waves
-from lbc_pipeline.lib.marts_docs import MARTS_DOCS
+from lbc_pipeline.assets._common import check_result, key_of, materialized, table_spec
 from lbc_pipeline.lib.io.warehouse import replace_table
+from lbc_pipeline.lib.marts import models, waves
 
+CROSS_WAVE_TABLES = ("marts.pooled_coefficients", "marts.pooled_fit", "marts.wave_comparison")
+_CODE = ("lib/marts", "lib/io", "assets/cross_wave.py")
 POOLED = "pooled"
 
 
 @multi_asset(
-    specs=[AssetSpec(key, group_name="marts", description=MARTS_DOCS[".".join(key)][0],
-                     deps=[AssetDep(["analysis", "analytic_sample"]), AssetDep(["marts", "model_coefficients"])])
-           for key in CROSS_WAVE_KEYS],
-    check_specs=[AssetCheckSpec("wave_drift", asset=["marts", "wave_comparison"],
+    specs=[table_spec(t, deps=["analysis.analytic_sample", "marts.model_coefficients"], kinds=["duckdb", "statsmodels"],
+                      code=_CODE, partitioned=False) for t in CROSS_WAVE_TABLES],
+    check_specs=[AssetCheckSpec("wave_drift", asset=key_of("marts.wave_comparison"),
                                 description="WARN when group sizes, means, alpha or key coefficients change more than the thresholds between consecutive waves.")],
 )
 def compare_across_waves(context: AssetExecutionContext, duckdb: DuckDBResource):
@@ -44,19 +34,14 @@ def compare_across_waves(context: AssetExecutionContext, duckdb: DuckDBResource)
     samples = samples.filter(pl.col("wave").is_in(complete))
     coefficients = coefficients.filter(pl.col("wave").is_in(complete))
     frames = {}
-    for specification in ("as_published", "harmonised"):
+    for specification in models.SPECIFICATIONS:
         pooled, fit = waves.pooled_models(samples, specification)
         frames.setdefault("marts.pooled_coefficients", []).append(pooled)
         frames.setdefault("marts.pooled_fit", []).append(fit)
     tables = {name: pl.concat(parts).with_columns(pl.lit(POOLED).alias("wave")) for name, parts in frames.items()}
     tables["marts.wave_comparison"] = waves.compare_waves(samples, coefficients)
     with duckdb.get_connection() as con:
-        replace_table(con, tables, docs=MARTS_DOCS)
+        replace_table(con, tables)
     for table, frame in tables.items():
-        yield MaterializeResult(asset_key=table.split("."), metadata={
-            **table_metadata(frame, table), "waves": ", ".join(complete),
-            "waves_not_yet_complete": ", ".join(incomplete) or "none"})
-    outcome = waves.check_drift(tables["marts.wave_comparison"])
-    yield AssetCheckResult(check_name="wave_drift", asset_key=["marts", "wave_comparison"], passed=outcome.passed,
-                           severity=AssetCheckSeverity.WARN, description=outcome.description,
-                           metadata=outcome.metadata)
+        yield materialized(table, frame, waves=", ".join(complete), waves_not_yet_complete=", ".join(incomplete) or "none")
+    yield check_result(waves.check_drift(tables["marts.wave_comparison"]), "wave_drift", "marts.wave_comparison")

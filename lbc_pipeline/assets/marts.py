@@ -3,19 +3,20 @@
 import json
 from importlib.metadata import version
 
-import polars as pl
-from dagster import AssetDep, AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, multi_asset
 from dagster_duckdb import DuckDBResource
 
-from lbc_pipeline.assets import wave_partitions
-from lbc_pipeline.assets._common import table_metadata
+from lbc_pipeline.assets._common import file_spec, key_of, materialized, selected_tables, table_spec
 from lbc_pipeline.config import REFERENCE_DIR, artifacts_dir, read_manifest, reports_dir, wave_folder
+from lbc_pipeline.lib.io.warehouse import create_views, read_wave, replace_wave
 from lbc_pipeline.lib.marts import models, replication, tables
 from lbc_pipeline.lib.render import report
-from lbc_pipeline.lib.marts_docs import MARTS_DOCS
-from lbc_pipeline.lib.io.warehouse import create_views, read_wave, replace_wave
+from lbc_pipeline.study import load_study
 
-SAMPLE = [AssetDep(["analysis", "analytic_sample"])]
+_SAMPLE = ["analysis.analytic_sample"]
+_FITS = ["marts.model_coefficients", "marts.model_fit"]
+_MODELS = ("lib/marts", "lib/io", "assets/marts.py")
+_RENDER = ("lib/marts", "lib/render", "assets/marts.py")
 
 
 def _published() -> dict:
@@ -24,13 +25,13 @@ def _published() -> dict:
 
 @multi_asset(
     specs=[
-        AssetSpec(["marts", "model_coefficients"], deps=SAMPLE, group_name="marts", description=MARTS_DOCS["marts.model_coefficients"][0]),
-        AssetSpec(["marts", "model_fit"], deps=SAMPLE, group_name="marts", description=MARTS_DOCS["marts.model_fit"][0]),
+        table_spec("marts.model_coefficients", deps=_SAMPLE, kinds=["duckdb", "statsmodels", "numpy"], code=_MODELS),
+        table_spec("marts.model_fit", deps=_SAMPLE, kinds=["duckdb", "statsmodels"], code=_MODELS),
     ],
-    partitions_def=wave_partitions,
+    can_subset=True,
 )
 def fit_models(context: AssetExecutionContext, duckdb: DuckDBResource):
-    """Fit Tables 2-4 (as published and harmonised) with three SE types; save each model."""
+    """Fit every model of study.yaml (both specifications, every SE type); save each as a JSON artifact."""
     wave = context.partition_key
     with duckdb.get_connection() as con:
         sample = read_wave(con, "analysis.analytic_sample", wave)
@@ -40,107 +41,108 @@ def fit_models(context: AssetExecutionContext, duckdb: DuckDBResource):
     folder.mkdir(parents=True, exist_ok=True)
     digest = models.sample_sha256(sample)
     for model in fitted:
-        spec = model.spec
-        path = folder / f"{spec.specification}_table{spec.table_no}_model{spec.model_no}.json"
-        artifact = models.model_artifact(model, spec, digest, version("lbc_pipeline"))
-        path.write_text(json.dumps(artifact, indent=1, sort_keys=True), encoding="utf-8")
-    marts = {"marts.model_coefficients": coefficients, "marts.model_fit": fit}
+        artifact = models.model_artifact(model, model.spec, digest, version("lbc_pipeline"))
+        (folder / f"{model.spec.stem}.json").write_text(json.dumps(artifact, indent=1, sort_keys=True), encoding="utf-8")
+    built = {"marts.model_coefficients": coefficients, "marts.model_fit": fit}
+    marts = {t: f for t, f in built.items() if t in selected_tables(context)}
     with duckdb.get_connection() as con:
-        replace_wave(con, marts, wave, docs=MARTS_DOCS)
+        replace_wave(con, marts, wave)
     for table, frame in marts.items():
-        metadata = table_metadata(frame, table)
-        metadata["artifacts"] = MetadataValue.path(str(folder))
-        metadata["sample_sha256"] = digest
-        yield MaterializeResult(asset_key=table.split("."), metadata=metadata)
+        yield materialized(table, frame, artifacts=MetadataValue.path(str(folder)), models=len(fitted),
+                           sample_sha256=digest)
 
 
 @multi_asset(
-    specs=[AssetSpec(["marts", "table1"], deps=SAMPLE, group_name="marts", description=MARTS_DOCS["marts.table1"][0])],
-    partitions_def=wave_partitions,
+    specs=[table_spec("marts.table1", deps=_SAMPLE, kinds=["duckdb", "polars"], code=_MODELS)],
 )
 def describe_sample(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Table 1: descriptive statistics by migration group."""
     wave = context.partition_key
     with duckdb.get_connection() as con:
         table = tables.table1(read_wave(con, "analysis.analytic_sample", wave), wave)
-        replace_wave(con, {"marts.table1": table}, wave, docs=MARTS_DOCS)
-    yield MaterializeResult(asset_key=["marts", "table1"], metadata=table_metadata(table, "marts.table1"))
-
-
-_FITS = [AssetDep(["marts", "model_coefficients"]), AssetDep(["marts", "model_fit"])]
+        replace_wave(con, {"marts.table1": table}, wave)
+    yield materialized("marts.table1", table)
 
 
 @multi_asset(
     specs=[
-        AssetSpec(["marts", "replication"], deps=_FITS, group_name="marts", description=MARTS_DOCS["marts.replication"][0]),
-        AssetSpec(["marts", "hypotheses"], deps=_FITS, group_name="marts", description=MARTS_DOCS["marts.hypotheses"][0]),
+        table_spec("marts.replication", deps=_FITS, kinds=["duckdb", "polars"], code=_MODELS),
+        table_spec("marts.hypotheses", deps=["marts.model_coefficients"], kinds=["duckdb", "polars"], code=_MODELS),
     ],
-    partitions_def=wave_partitions,
+    can_subset=True,
 )
 def compare_with_paper(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Every published number beside ours, and the verdict on each hypothesis."""
     wave = context.partition_key
+    selected = selected_tables(context)
     with duckdb.get_connection() as con:
         coefficients = read_wave(con, "marts.model_coefficients", wave)
         fit = read_wave(con, "marts.model_fit", wave)
-    replicated = replication.replicate(coefficients, fit, _published(), wave)
-    verdicts = replication.hypotheses(coefficients, wave)
-    summary = replication.summarise_replication(replicated)
-    marts = {"marts.replication": replicated, "marts.hypotheses": verdicts}
+    built = {}
+    if "marts.replication" in selected:
+        built["marts.replication"] = replication.replicate(coefficients, fit, _published(), wave)
+    if "marts.hypotheses" in selected:
+        built["marts.hypotheses"] = replication.hypotheses(coefficients, wave)
     with duckdb.get_connection() as con:
-        replace_wave(con, marts, wave, docs=MARTS_DOCS)
+        replace_wave(con, built, wave)
         create_views(con, ("marts",))
-    metadata = table_metadata(replicated, "marts.replication")
-    metadata["summary"] = MetadataValue.md(f"```\n{summary.text}\n```")
-    metadata["stars_agree"] = summary.stars_agree
-    yield MaterializeResult(asset_key=["marts", "replication"], metadata=metadata)
-    metadata = table_metadata(verdicts, "marts.hypotheses")
-    metadata["sentences"] = MetadataValue.md("\n".join(f"- {s}" for s in verdicts["sentence"].unique(maintain_order=True)))
-    yield MaterializeResult(asset_key=["marts", "hypotheses"], metadata=metadata)
+    if "marts.replication" in built:
+        replicated = built["marts.replication"]
+        summary = replication.summarise_replication(replicated)
+        yield materialized("marts.replication", replicated, summary=MetadataValue.md(f"```\n{summary.text}\n```"),
+                           stars_agree=summary.stars_agree,
+                           within_tolerance=int(replicated["within_tolerance"].fill_null(False).sum()))
+    if "marts.hypotheses" in built:
+        verdicts = built["marts.hypotheses"]
+        yield materialized("marts.hypotheses", verdicts, sentences=MetadataValue.md(
+            "\n".join(f"- {s}" for s in verdicts["sentence"].unique(maintain_order=True))))
 
 
 @multi_asset(
     specs=[
-        AssetSpec(["marts", "publication_tables"], deps=[*_FITS, AssetDep(["marts", "table1"])], group_name="marts",
-                  description="Tables 1-4 laid out like the paper, as Markdown, HTML, LaTeX and CSV files under data/reports/<wave>/."),
-        AssetSpec(["marts", "report"], deps=[*_FITS, AssetDep(["marts", "table1"]), AssetDep(["marts", "replication"]),
-                                             AssetDep(["marts", "hypotheses"])], group_name="marts",
+        file_spec("marts.publication_tables", deps=[*_FITS, "marts.table1"], kinds=["html", "latex", "csv"], code=_RENDER,
+                  description="The paper's tables laid out as printed, as Markdown, HTML, LaTeX and CSV files under data/reports/<wave>/."),
+        file_spec("marts.report", deps=[*_FITS, "marts.table1", "marts.replication", "marts.hypotheses",
+                                        "analysis.sample_flow", "analysis.scale_reliability"], kinds=["html"], code=_RENDER,
                   description="A single-file HTML report of the wave: sample flow, reliability, Tables 1-4, replication, hypotheses."),
     ],
-    partitions_def=wave_partitions,
+    can_subset=True,
 )
 def publish(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Write the publication tables and the HTML report of a wave."""
     wave = context.partition_key
+    selected = selected_tables(context)
     with duckdb.get_connection() as con:
         frames = {t: read_wave(con, t, wave) for t in (
             "analysis.sample_flow", "analysis.scale_reliability", "marts.table1", "marts.model_coefficients",
             "marts.model_fit", "marts.replication", "marts.hypotheses")}
     folder = reports_dir(wave)
-    built = {}
-    for specification in models.SPECIFICATIONS:
-        grids = tables.publication_tables(frames["marts.table1"], frames["marts.model_coefficients"],
-                                          frames["marts.model_fit"], specification=specification)
-        suffix = "" if specification == "as_published" else f"_{specification}"
-        built.update({f"{stem}{suffix}": grid for stem, grid in grids.items()
-                      if not (suffix and stem == "table_1")})
-    written = tables.write_tables(built, folder)
-    yield MaterializeResult(asset_key=["marts", "publication_tables"], metadata={
-        "files": len(written), "folder": MetadataValue.path(str(folder)),
-        **{stem: MetadataValue.md(tables.render_markdown(grid)) for stem, grid in built.items()
-           if stem in ("table_2", "table_3", "table_4")},
-    })
-    manifest = read_manifest(wave_folder(wave))
-    html = report.render_html_report(report.ReportContext(
-        wave=wave, synthetic=manifest.synthetic,
-        sample_flow=frames["analysis.sample_flow"], scale_reliability=frames["analysis.scale_reliability"],
-        table1=frames["marts.table1"], coefficients=frames["marts.model_coefficients"],
-        fit=frames["marts.model_fit"], replication=frames["marts.replication"],
-        hypotheses=frames["marts.hypotheses"], package_version=version("lbc_pipeline"),
-    ))
-    path = folder / "report.html"
-    path.write_text(html, encoding="utf-8")
-    yield MaterializeResult(asset_key=["marts", "report"], metadata={
-        "path": MetadataValue.path(str(path)), "bytes": len(html.encode("utf-8")),
-        "synthetic": manifest.synthetic,
-    })
+    if "marts.publication_tables" in selected:
+        study = load_study()
+        built = {}
+        for specification in study.specifications:
+            grids = tables.publication_tables(frames["marts.table1"], frames["marts.model_coefficients"],
+                                              frames["marts.model_fit"], specification=specification)
+            suffix = "" if specification == study.reference_specification else f"_{specification}"
+            built.update({f"{stem}{suffix}": grid for stem, grid in grids.items() if not (suffix and stem == "table_1")})
+        written = tables.write_tables(built, folder)
+        yield MaterializeResult(asset_key=key_of("marts.publication_tables"), metadata={
+            "files": len(written), "folder": MetadataValue.path(str(folder)),
+            **{stem: MetadataValue.md(tables.render_markdown(grid)) for stem, grid in built.items()
+               if stem.removeprefix("table_").isdigit() and stem != "table_1"},
+        })
+    if "marts.report" in selected:
+        manifest = read_manifest(wave_folder(wave))
+        html = report.render_html_report(report.ReportContext(
+            wave=wave, synthetic=manifest.synthetic,
+            sample_flow=frames["analysis.sample_flow"], scale_reliability=frames["analysis.scale_reliability"],
+            table1=frames["marts.table1"], coefficients=frames["marts.model_coefficients"],
+            fit=frames["marts.model_fit"], replication=frames["marts.replication"],
+            hypotheses=frames["marts.hypotheses"], package_version=version("lbc_pipeline"),
+        ))
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "report.html"
+        path.write_text(html, encoding="utf-8")
+        yield MaterializeResult(asset_key=key_of("marts.report"), metadata={
+            "path": MetadataValue.path(str(path)), "bytes": len(html.encode("utf-8")), "synthetic": manifest.synthetic,
+        })

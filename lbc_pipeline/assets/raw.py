@@ -1,28 +1,26 @@
 """Raw layer: a wave's files as delivered (personal data included), and the load log."""
 
-
 import datetime as dt
 
-import polars as pl
-from dagster import AssetExecutionContext, AssetSpec, Failure, MaterializeResult, multi_asset
+from dagster import AssetExecutionContext, Failure, multi_asset
 from dagster_duckdb import DuckDBResource
 
-from lbc_pipeline.assets import wave_partitions
-from lbc_pipeline.assets._common import table_metadata
+from lbc_pipeline.assets._common import materialized, selected_tables, table_spec
+from lbc_pipeline.lib.io.warehouse import replace_wave
 from lbc_pipeline.lib.raw.loading import load_wave_files, record_rejection
 from lbc_pipeline.lib.raw.reading import RawFileError
-from lbc_pipeline.lib.io.warehouse import replace_wave
 
-RAW_TABLES = ("raw.questionnaires", "raw.distribution", "raw.load_log")
+_CODE = ("lib/raw", "lib/io", "config.py", "assets/raw.py")
+_PERSONAL = {"pii": "names_and_roll_numbers"}
 
 
 @multi_asset(
     specs=[
-        AssetSpec(["raw", "questionnaires"], description="Returned questionnaires as keyed in, every row and column as delivered (text), personal data included; one row per keyed row.", group_name="raw"),
-        AssetSpec(["raw", "distribution"], description="Questionnaires handed out per school, as delivered.", group_name="raw"),
-        AssetSpec(["raw", "load_log"], description="One row per file loaded: sha256, size, rows, format, encoding, extra columns, value labels, time.", group_name="raw"),
+        table_spec("raw.questionnaires", kinds=["duckdb", "polars"], code=_CODE, tags=_PERSONAL),
+        table_spec("raw.distribution", kinds=["duckdb", "polars"], code=_CODE),
+        table_spec("raw.load_log", deps=["raw.questionnaires", "raw.distribution"], kinds=["duckdb", "polars"], code=_CODE),
     ],
-    partitions_def=wave_partitions,
+    can_subset=True,
 )
 def load_raw_wave(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Read a wave's questionnaires and distribution files into the raw layer."""
@@ -35,16 +33,17 @@ def load_raw_wave(context: AssetExecutionContext, duckdb: DuckDBResource):
             record_rejection(con, wave, exc, loaded_at)
         raise Failure(description=str(exc), metadata={"file": str(exc.path), "row": exc.row or 0,
                                                       "column": exc.column or ""}) from None
-    tables = wave_files.raw_tables(loaded_at)
+    selected = selected_tables(context)
+    tables = {t: f for t, f in wave_files.raw_tables(loaded_at).items() if t in selected}
     with duckdb.get_connection() as con:
         replace_wave(con, tables, wave)
     for table, frame in tables.items():
-        schema, name = table.split(".")
-        metadata = table_metadata(frame, table)
+        extra = {}
+        shown = None
         if table == "raw.load_log":
-            metadata["files_sha256"] = wave_files.delivery.files
+            extra["files_sha256"] = wave_files.delivery.files
         if table == "raw.questionnaires":
-            metadata["extra_columns"] = ", ".join(wave_files.questionnaires.extra_columns) or "none"
-            metadata["encoding"] = wave_files.questionnaires.encoding or wave_files.questionnaires.format
-            metadata["preview"] = table_metadata(frame.drop("student_name", "student_no"), table)["preview"]
-        yield MaterializeResult(asset_key=[schema, name], metadata=metadata)
+            extra["extra_columns"] = ", ".join(wave_files.questionnaires.extra_columns) or "none"
+            extra["encoding"] = wave_files.questionnaires.encoding or wave_files.questionnaires.format
+            shown = frame.drop("student_name", "student_no")  # the preview shows no personal data
+        yield materialized(table, frame, shown, **extra)

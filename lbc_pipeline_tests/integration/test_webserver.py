@@ -1,4 +1,5 @@
-"""`dagster dev -w workspace.yaml` serves the whole graph on 127.0.0.1.
+"""`dagster dev -w workspace.yaml` serves the whole graph on 127.0.0.1, with the Columns tab,
+kinds, owners and code versions a Dagster user relies on.
 
 Researchers open the UI first; a code location that fails to load there is the first thing
 they would see, so the real command is started and asked over GraphQL what it serves.
@@ -17,7 +18,9 @@ from pathlib import Path
 from lbc_pipeline.config import PROJECT_ROOT
 from lbc_pipeline.definitions import defs
 
-QUERY = """{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name } } } } }"""
+QUERY = """{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name } } }
+  kinds owners { ... on TeamAssetOwner { team } } codeVersion
+  metadataEntries { label ... on TableSchemaMetadataEntry { schema { columns { name type description } } } } } }"""
 
 
 def free_port() -> int:
@@ -58,6 +61,15 @@ def test_dagster_dev_serves_every_asset_and_check(data_env, tmp_path):
         graph = defs.resolve_asset_graph()
         assert served == {k.to_user_string() for k in graph.get_all_asset_keys()}
         assert checks == {k.name for k in graph.asset_check_keys}
+        # Every asset carries kinds, an owner and a code version; every table asset shows a
+        # Columns tab (a column schema) with a description on every column.
+        for node in nodes:
+            key = "/".join(node["assetKey"]["path"])
+            assert node["kinds"] and node["owners"] and node["codeVersion"], key
+            schemas = [e["schema"] for e in node["metadataEntries"] if e["label"] == "dagster/column_schema"]
+            if key.split("/")[1] not in ("publication_tables", "report"):
+                assert schemas and schemas[0]["columns"], key
+                assert all(c["description"] for c in schemas[0]["columns"]), key
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)

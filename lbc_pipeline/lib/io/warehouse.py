@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 
 from lbc_pipeline.config import SQL_DIR
-from lbc_pipeline.lib.contracts import documentation, schema_for
+from lbc_pipeline.lib.contracts import contract_docs, validate
 
 SCHEMAS = ("raw", "staging", "analysis", "marts")
 
@@ -64,18 +64,6 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def contract_docs(table: str) -> tuple[str | None, dict[str, str]]:
-    """The grain and the column descriptions of a table's contract (empty if it has none)."""
-    try:
-        contract = schema_for(table)
-    except KeyError:
-        return documentation().get(table, (None, {}))
-    return contract.description, {
-        name: column.description or "" for name, column in contract.columns.items()
-    }
-
-
-Docs = Mapping[str, tuple[str | None, Mapping[str, str]]]
 
 
 @contextmanager
@@ -90,10 +78,13 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         raise
 
 
-def _write(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], docs: Docs | None,
+def _write(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame],
            write: Callable[[str, str, str, pl.DataFrame], None]) -> dict[str, int]:
     """Write several tables in one transaction; `write(target, schema, name, frame)` does the
-    SQL for one table with the frame registered as `__frame`; comments follow the contract."""
+    SQL for one table with the frame registered as `__frame`. Every frame is validated
+    against its table's contract first (nothing is written if one fails), and the
+    contract's grain and column descriptions become the table's comments."""
+    tables = {table: validate(table, frame) for table, frame in tables.items()}
     with _transaction(con):
         for table, frame in tables.items():
             schema, name = _split(table)
@@ -103,33 +94,29 @@ def _write(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], d
                 write(f"{_quote(schema)}.{_quote(name)}", schema, name, frame)
             finally:
                 con.unregister("__frame")
-            description, columns = (docs or {}).get(table) or contract_docs(table)
-            _comment(con, table, frame, description, columns)
+            _comment(con, table, frame, *contract_docs(table))
     return {table: frame.height for table, frame in tables.items()}
 
 
-def replace_table(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame],
-                  docs: Docs | None = None) -> dict[str, int]:
+def replace_table(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame]) -> dict[str, int]:
     """Replace whole tables (every row, every wave) atomically: for cross-wave marts."""
     def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
         con.execute(f"create or replace table {target} as select * from __frame")
 
-    return _write(con, tables, docs, write)
+    return _write(con, tables, write)
 
 
-def append_rows(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame],
-                docs: Docs | None = None) -> dict[str, int]:
+def append_rows(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame]) -> dict[str, int]:
     """Append rows to tables that keep their history (e.g. `raw.rejected_files`), atomically."""
     def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
         con.execute(f"create table if not exists {target} as select * from __frame limit 0")
         _add_new_columns(con, schema, name, frame)
         con.execute(f"insert into {target} by name select * from __frame")
 
-    return _write(con, tables, docs, write)
+    return _write(con, tables, write)
 
 
-def replace_wave(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], wave: str,
-                 docs: Docs | None = None) -> dict[str, int]:
+def replace_wave(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], wave: str) -> dict[str, int]:
     """Replace one wave's rows in several tables, atomically; returns rows written per table.
 
     Tables are created on first write (typed from the frame); later writes insert by column
@@ -145,7 +132,7 @@ def replace_wave(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFra
         con.execute(f"delete from {target} where wave = ?", [wave])
         con.execute(f"insert into {target} by name select * from __frame")
 
-    return _write(con, tables, docs, write)
+    return _write(con, tables, write)
 
 
 def _add_new_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str, frame: pl.DataFrame) -> None:
@@ -173,26 +160,21 @@ def read_wave(con: duckdb.DuckDBPyConnection, table: str, wave: str) -> pl.DataF
     ).pl()
 
 
-def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    schema, name = _split(table)
-    return bool(con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-        [schema, name],
-    ).fetchone()[0])
-
-
 def create_views(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]) -> list[str]:
     """(Re)create the views users read over `schemas`, from `sql/views/<schema>_*.sql`
-    (each file one `create or replace view`)."""
+    (each file one `create or replace view`).
+
+    A view whose tables do not exist yet (a run that built only some tables) is left for a
+    later run; returns the views (re)created."""
     names = [n for n in sql_files("views") if n.split("/", 1)[1].split("_", 1)[0] in schemas]
+    created = []
     for name in names:
-        con.execute(read_sql(name))
-    return names
-
-
-def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return duckdb.connect(str(path), read_only=read_only)
+        try:
+            con.execute(read_sql(name))
+        except duckdb.CatalogException:
+            continue
+        created.append(name)
+    return created
 
 
 class WarehouseLockTimeout(TimeoutError):

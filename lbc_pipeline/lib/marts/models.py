@@ -20,107 +20,32 @@ from __future__ import annotations
 import hashlib
 import itertools
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
 import numpy as np
 import polars as pl
 import statsmodels
 from statsmodels.regression.linear_model import OLS
 
-Specification = Literal["as_published", "harmonised"]
-SPECIFICATIONS: tuple[Specification, ...] = ("as_published", "harmonised")
+from lbc_pipeline.lib import contracts
+from lbc_pipeline.study import ModelSpec, interaction_term, load_study  # noqa: F401  (re-exported)
 
-MIGRATION_TERMS = ("mother_away", "father_away", "both_away")
-CONTROL_TERMS = (
-    "girl",
-    "age",
-    "grade",
-    "siblings",
-    "korean",
-    "mother_edu",
-    "father_edu",
-)
-# Table 3 and Table 4 share this order: Models 1-6.
-MODERATORS = (
-    "belong",
-    "teacher_attitude",
-    "ht_satisfaction",
-    "best_friends",
-    "class_closeness",
-    "peer_satisfaction",
-)
-CONST = "const"
-OUTCOME = "depression"
-CLUSTER_COLUMN = "school_id"
-
-SE_TYPES = ("nonrobust", "HC3", "cluster_school")
-STAR_RULE = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
-CONFIDENCE_LEVEL = 0.95
+_STUDY = load_study()
+Specification = str
+SPECIFICATIONS: tuple[str, ...] = _STUDY.specifications
+MIGRATION_TERMS = _STUDY.migration_terms
+CONTROL_TERMS = _STUDY.controls
+MODERATORS = _STUDY.moderators
+CONST = _STUDY.constant
+OUTCOME = _STUDY.outcome
+CLUSTER_COLUMN = _STUDY.cluster
+SE_TYPES = _STUDY.se_types
+CONFIDENCE_LEVEL = _STUDY.confidence_level
 
 # Wild cluster bootstrap: every Rademacher sign pattern is enumerated up to this many
 # clusters (2**10 = 1024 patterns); above it, this many draws from a seeded generator.
 WILD_BOOTSTRAP_ENUMERATE_MAX_CLUSTERS = 10
 WILD_BOOTSTRAP_DRAWS = 9999
 WILD_BOOTSTRAP_SEED = 20230113
-
-NONROBUST_NOTE = "conventional OLS standard errors, as in the paper"
-HC3_NOTE = "heteroskedasticity-robust standard errors (HC3)"
-
-COEFFICIENT_SCHEMA_WITHOUT_WAVE = {
-    "specification": pl.String,
-    "table_no": pl.Int64,
-    "model_no": pl.Int64,
-    "term": pl.String,
-    "estimate": pl.Float64,
-    "std_error": pl.Float64,
-    "t_value": pl.Float64,
-    "p_value": pl.Float64,
-    "ci_low": pl.Float64,
-    "ci_high": pl.Float64,
-    "stars": pl.String,
-    "se_type": pl.String,
-    "wild_bootstrap_p": pl.Float64,
-    "note": pl.String,
-}
-FIT_SCHEMA = {
-    "wave": pl.String,
-    "specification": pl.String,
-    "table_no": pl.Int64,
-    "model_no": pl.Int64,
-    "n_obs": pl.Int64,
-    "r_squared": pl.Float64,
-    "adj_r_squared": pl.Float64,
-    "f_stat": pl.Float64,
-    "f_p_value": pl.Float64,
-    "moderator": pl.String,
-    "centred": pl.Boolean,
-}
-COEFFICIENT_COLUMNS = ("wave", *COEFFICIENT_SCHEMA_WITHOUT_WAVE)
-FIT_COLUMNS = tuple(FIT_SCHEMA)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model of the paper: which table, which moderator, how it is coded.
-
-    `terms` are the design-matrix columns in the paper's printing order (migration
-    dummies, controls, moderator, interactions, `const`); an interaction is named
-    `mother_away:belong`, migration dummy first.
-    """
-
-    table_no: int
-    model_no: int
-    moderator: str | None
-    interactions: bool
-    centre_moderator: bool
-    terms: tuple[str, ...]
-    specification: Specification
-
-    @property
-    def label(self) -> str:
-        """The paper's name of the model, e.g. 'Table 4 Model 1'."""
-        return f"Table {self.table_no} Model {self.model_no}"
-
 
 @dataclass(frozen=True)
 class FittedModel:
@@ -141,41 +66,9 @@ class FittedModel:
     coefficients: pl.DataFrame = field(repr=False)
 
 
-def interaction_term(migration_term: str, moderator: str) -> str:
-    """Name the interaction of a migration dummy with a moderator."""
-    return f"{migration_term}:{moderator}"
-
-
-def model_terms(moderator: str | None, controls: bool, interactions: bool) -> tuple[str, ...]:
-    """List a model's terms in the paper's printing order."""
-    terms = list(MIGRATION_TERMS)
-    if controls:
-        terms += CONTROL_TERMS
-    if moderator is not None:
-        terms.append(moderator)
-        if interactions:
-            terms += [interaction_term(m, moderator) for m in MIGRATION_TERMS]
-    terms.append(CONST)
-    return tuple(terms)
-
-
 def model_specs(specification: Specification) -> list[ModelSpec]:
-    """List the fourteen models of Tables 2-4 under one specification."""
-    if specification not in SPECIFICATIONS:
-        raise ValueError(f"unknown specification {specification!r}; expected one of {SPECIFICATIONS}")
-    specs = [
-        ModelSpec(2, 1, None, False, False, model_terms(None, False, False), specification),
-        ModelSpec(2, 2, None, False, False, model_terms(None, True, False), specification),
-    ]
-    for table_no, interactions in ((3, False), (4, True)):
-        for model_no, moderator in enumerate(MODERATORS, start=1):
-            raw_in_paper = table_no == 4 and model_no == 1
-            centre = specification == "harmonised" or not raw_in_paper
-            terms = model_terms(moderator, True, interactions)
-            specs.append(
-                ModelSpec(table_no, model_no, moderator, interactions, centre, terms, specification)
-            )
-    return specs
+    """List the models of Tables 2-4 (study.yaml) under one specification."""
+    return load_study().model_specs(specification)
 
 
 def moderator_values(sample: pl.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, float | None]:
@@ -210,11 +103,17 @@ def design_matrix(sample: pl.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np
 
 
 def significance_stars(p_value: float) -> str:
-    """Return the paper's stars for a p-value: '***' < 0.001, '**' < 0.01, '*' < 0.05."""
-    for cut, stars in STAR_RULE:
-        if p_value < cut:
-            return stars
-    return ""
+    """Return the paper's stars for a p-value (study.yaml's star rule)."""
+    return load_study().stars(p_value)
+
+
+def robust_results(base, se_type: str, clusters: np.ndarray | None = None):
+    """The OLS results `base` with the covariance of one SE type of study.yaml."""
+    if se_type == "nonrobust":
+        return base
+    if se_type == "cluster_school":
+        return base.get_robustcov_results(cov_type="cluster", groups=clusters, use_t=True)
+    return base.get_robustcov_results(cov_type=se_type, use_t=True)
 
 
 def cluster_codes(sample: pl.DataFrame) -> np.ndarray:
@@ -357,11 +256,7 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
     if n_clusters < 2:
         raise ValueError(f"{spec.label}: clustered standard errors need at least two schools")
     base = OLS(y, X).fit()
-    results = {
-        "nonrobust": base,
-        "HC3": base.get_robustcov_results(cov_type="HC3", use_t=True),
-        "cluster_school": base.get_robustcov_results(cov_type="cluster", groups=clusters, use_t=True),
-    }
+    results = {se_type: robust_results(base, se_type, clusters) for se_type in SE_TYPES}
     design = cluster_design(X, clusters)
     bootstrap = [wild_cluster_bootstrap_p(y, X, clusters, j, design) for j in range(X.shape[1])]
     note = cluster_note(n_clusters, bootstrap[0][1], bootstrap[0][2])
@@ -384,7 +279,7 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
                     "stars": significance_stars(float(res.pvalues[j])),
                     "se_type": se_type,
                     "wild_bootstrap_p": bootstrap[j][0] if se_type == "cluster_school" else None,
-                    "note": {"nonrobust": NONROBUST_NOTE, "HC3": HC3_NOTE}.get(se_type, note),
+                    "note": load_study().se_notes[se_type] or note,
                 }
             )
     return FittedModel(
@@ -396,7 +291,7 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
         f_p_value=float(base.f_pvalue),
         moderator_mean=moderator_values(sample, spec)[1] if spec.moderator else None,
         covariances={se: np.asarray(res.cov_params(), dtype=float) for se, res in results.items()},
-        coefficients=pl.DataFrame(rows, schema=COEFFICIENT_SCHEMA_WITHOUT_WAVE),
+        coefficients=contracts.frame("marts.model_coefficients", rows, drop=("wave",)),
     )
 
 
@@ -443,14 +338,9 @@ def model_frames(fitted: list[FittedModel], wave: str) -> tuple[pl.DataFrame, pl
     coefficients = (
         pl.concat([f.coefficients for f in fitted])
         .with_columns(pl.lit(wave, dtype=pl.String).alias("wave"))
-        .select(COEFFICIENT_COLUMNS)
+        .select(list(contracts.dtypes("marts.model_coefficients")))
     )
-    return coefficients, pl.DataFrame(fits, schema=FIT_SCHEMA)
-
-
-def fit_all(sample: pl.DataFrame, wave: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Fit every model of both specifications and return (model_coefficients, model_fit)."""
-    return model_frames(fit_every_model(sample, wave), wave)
+    return coefficients, contracts.frame("marts.model_fit", fits)
 
 
 def sample_sha256(sample: pl.DataFrame) -> str:

@@ -17,69 +17,22 @@ from pathlib import Path
 import polars as pl
 
 from lbc_pipeline.config import REFERENCE_DIR
-from lbc_pipeline.lib.marts.models import MODERATORS, STAR_RULE, interaction_term
-from lbc_pipeline.lib.marts.tables import TERM_LABELS
+from lbc_pipeline.lib import contracts
+from lbc_pipeline.study import interaction_term, load_study
 
-REFERENCE_SPECIFICATION = "as_published"
-REFERENCE_SE_TYPE = "nonrobust"
-
-# A coefficient replicates when it is within this many published standard errors
-# of the published estimate and its standard error within this share of the
-# published one; an R-squared when it is within R2_TOLERANCE.
-COEF_TOLERANCE_IN_SE = 0.05
-SE_RATIO_TOLERANCE = 0.03
-R2_TOLERANCE = 0.002
-# Table 4 Model 1's published R-squared cannot be reproduced together with its own
-# interaction t-values (reference/inconsistencies.md, item 3): a wider tolerance.
-R2_TOLERANCE_TABLE4_MODEL1 = 0.01
+# The comparison's specification and SE type, tolerances and hypothesis rule are
+# study.yaml's (lbc_pipeline/study.py).
+_STUDY = load_study()
+REFERENCE_SPECIFICATION = _STUDY.reference_specification
+REFERENCE_SE_TYPE = _STUDY.reference_se_type
+TOLERANCES = _STUDY.tolerances
 R2_TERM = "r_squared"
 N_TERM = "n_obs"
-
-# A hypothesis is supported when some measure shows buffering: a negative
-# mother_away x measure interaction with p below this level.
-HYPOTHESIS_ALPHA = 0.05
-HYPOTHESES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("H1", "school belonging", ("belong",)),
-    ("H2", "teacher-student relationships", ("teacher_attitude", "ht_satisfaction")),
-    ("H3", "peer support", ("best_friends", "class_closeness", "peer_satisfaction")),
-)
-HYPOTHESIS_MIGRATION_TERM = "mother_away"
-INTERACTION_TABLE = 4
+HYPOTHESIS_ALPHA = _STUDY.hypothesis_alpha
+HYPOTHESIS_MIGRATION_TERM = _STUDY.hypothesis_term
+INTERACTION_TABLE = _STUDY.hypothesis_table
 
 INCONSISTENCIES_PATH = REFERENCE_DIR / "inconsistencies.md"
-
-REPLICATION_SCHEMA = {
-    "wave": pl.String,
-    "table_no": pl.Int64,
-    "model_no": pl.Int64,
-    "term": pl.String,
-    "published_estimate": pl.Float64,
-    "published_se": pl.Float64,
-    "published_stars": pl.String,
-    "estimate": pl.Float64,
-    "std_error": pl.Float64,
-    "stars": pl.String,
-    "delta": pl.Float64,
-    "delta_in_se": pl.Float64,
-    "se_ratio": pl.Float64,
-    "stars_match": pl.Boolean,
-    "within_tolerance": pl.Boolean,
-}
-HYPOTHESES_SCHEMA = {
-    "wave": pl.String,
-    "hypothesis": pl.String,
-    "measure": pl.String,
-    "term": pl.String,
-    "table_no": pl.Int64,
-    "model_no": pl.Int64,
-    "estimate": pl.Float64,
-    "std_error": pl.Float64,
-    "p_value": pl.Float64,
-    "buffering": pl.Boolean,
-    "supported": pl.Boolean,
-    "sentence": pl.String,
-}
-
 
 def reference_rows(frame: pl.DataFrame, wave: str, se_type: bool = True) -> pl.DataFrame:
     """Keep one wave's `as_published` rows (and, for coefficients, the nonrobust ones)."""
@@ -93,7 +46,7 @@ def reference_rows(frame: pl.DataFrame, wave: str, se_type: bool = True) -> pl.D
 
 def r2_tolerance(table_no: int, model_no: int) -> float:
     """Return the R-squared tolerance of one model."""
-    return R2_TOLERANCE_TABLE4_MODEL1 if (table_no, model_no) == (4, 1) else R2_TOLERANCE
+    return TOLERANCES.r_squared_for(table_no, model_no)
 
 
 def replicate(
@@ -104,9 +57,9 @@ def replicate(
     Coefficient rows (one per model x term) compare the product's `as_published`
     nonrobust estimate with the published one: delta = estimate - published,
     delta_in_se = delta / published SE, se_ratio = SE / published SE, stars_match,
-    and within_tolerance (|delta_in_se| <= COEF_TOLERANCE_IN_SE and |se_ratio - 1|
-    <= SE_RATIO_TOLERANCE). Per model, a row with term `r_squared` (tolerance
-    R2_TOLERANCE, R2_TOLERANCE_TABLE4_MODEL1 for Table 4 Model 1) and one with term
+    and within_tolerance (|delta_in_se| and |se_ratio - 1| within study.yaml's
+    replication tolerances). Per model, a row with term `r_squared` (tolerance
+    per model, study.yaml) and one with term
     `n_obs` (must be equal) follow; their SE and star columns are null. A number
     the product did not estimate has a null estimate and within_tolerance false.
     """
@@ -146,8 +99,8 @@ def replicate(
                     "delta_in_se": delta_in_se,
                     "se_ratio": se_ratio,
                     "stars_match": mine["stars"] == printed["stars"],
-                    "within_tolerance": abs(delta_in_se) <= COEF_TOLERANCE_IN_SE
-                    and abs(se_ratio - 1) <= SE_RATIO_TOLERANCE,
+                    "within_tolerance": abs(delta_in_se) <= TOLERANCES.estimate_in_se
+                    and abs(se_ratio - 1) <= TOLERANCES.se_ratio,
                 }
             )
         model_fit = model_fits.get(key)
@@ -174,7 +127,7 @@ def replicate(
                     "within_tolerance": abs(delta) <= tolerance,
                 }
             )
-    return pl.DataFrame(rows, schema=REPLICATION_SCHEMA)
+    return contracts.frame("marts.replication", rows)
 
 
 @dataclass(frozen=True)
@@ -272,9 +225,10 @@ def replication_text(by_table: pl.DataFrame, totals: dict[str, int]) -> str:
         f"{totals['n_obs_match']} of {totals['n_models']} sample sizes within tolerance."
     )
     lines.append(
-        f"Tolerances: estimate within {COEF_TOLERANCE_IN_SE:g} published SE, SE within "
-        f"{SE_RATIO_TOLERANCE:.0%}, R-squared within {R2_TOLERANCE:g} "
-        f"({R2_TOLERANCE_TABLE4_MODEL1:g} for Table 4 Model 1), N equal."
+        f"Tolerances: estimate within {TOLERANCES.estimate_in_se:g} published SE, SE within "
+        f"{TOLERANCES.se_ratio:.0%}, R-squared within {TOLERANCES.r_squared:g} "
+        + "".join(f"({r2:g} for Table {t} Model {m}) " for (t, m), r2 in TOLERANCES.r_squared_overrides.items())
+        + "N equal."
     )
     return "\n".join(lines)
 
@@ -307,7 +261,7 @@ HANDLING = {
     ),
     3: (
         f"Table 4 Model 1's R-squared is compared with a wider tolerance "
-        f"({R2_TOLERANCE_TABLE4_MODEL1:g} instead of {R2_TOLERANCE:g}) and reported, "
+        f"({TOLERANCES.r_squared_for(4, 1):g} instead of {TOLERANCES.r_squared:g}) and reported, "
         f"not forced."
     ),
     4: (
@@ -328,7 +282,7 @@ HANDLING = {
     8: (
         "Stars come from each coefficient's exact p-value (t distribution with the model's "
         "residual degrees of freedom) and the paper's cut-offs "
-        + ", ".join(f"{cut:g}" for cut, _ in reversed(STAR_RULE))
+        + ", ".join(f"{cut:g}" for cut, _ in reversed(_STUDY.star_rule))
         + ", never from rounded t-values; the replication reports stars_match apart from "
         "the numeric tolerance."
     ),
@@ -363,7 +317,7 @@ def inconsistencies(path: Path = INCONSISTENCIES_PATH) -> list[Inconsistency]:
 
 def measure_label(measure: str) -> str:
     """Name a measure in running text ('school belonging')."""
-    label = TERM_LABELS.get(measure, measure)
+    label = _STUDY.term_label(measure)
     return label[0].lower() + label[1:]
 
 
@@ -386,10 +340,13 @@ def hypotheses(coefficients: pl.DataFrame, wave: str) -> pl.DataFrame:
         for r in coefs.filter(pl.col("table_no") == INTERACTION_TABLE).iter_rows(named=True)
     }
     rows = []
-    for hypothesis, topic, measures in HYPOTHESES:
+    interaction_models = {m.moderator: m.model_no for m in _STUDY.models
+                          if m.table_no == INTERACTION_TABLE and m.interactions}
+    for h in _STUDY.hypotheses:
+        hypothesis, topic, measures = h.id, h.topic, h.measures
         measure_rows = []
         for measure in measures:
-            model_no = MODERATORS.index(measure) + 1
+            model_no = interaction_models[measure]
             term = interaction_term(HYPOTHESIS_MIGRATION_TERM, measure)
             row = found.get((model_no, term))
             if row is None:
@@ -423,7 +380,7 @@ def hypotheses(coefficients: pl.DataFrame, wave: str) -> pl.DataFrame:
                     ),
                 }
             )
-    return pl.DataFrame(rows, schema=HYPOTHESES_SCHEMA)
+    return contracts.frame("marts.hypotheses", rows)
 
 
 def hypothesis_sentence(

@@ -24,139 +24,15 @@ from pathlib import Path
 
 import polars as pl
 
-from lbc_pipeline.lib.marts.models import CONST, CONTROL_TERMS, MIGRATION_TERMS, STAR_RULE
+from lbc_pipeline.lib import contracts
+from lbc_pipeline.study import load_study
 
-GROUPS = ("none", "mother", "father", "both")
-ALL_GROUPS = "all"
-GROUP_LABELS = {
-    "none": "No parents away",
-    "mother": "Mother away",
-    "father": "Father away",
-    "both": "Both parents away",
-    ALL_GROUPS: "All children",
-}
-
-# Table 1 in the paper's row order: (variable, title, levels). Continuous variables
-# have no levels and show "mean (sd)"; categorical ones show the percent per level.
-TABLE1_LAYOUT: tuple[tuple[str, str, tuple[tuple[int, str], ...]], ...] = (
-    ("depression", "Depression, mean (SD)", ()),
-    ("girl", "Gender", ((0, "Boy (%)"), (1, "Girl (%)"))),
-    ("age", "Age, mean (SD)", ()),
-    ("grade", "Grade", ((5, "5 (%)"), (7, "7 (%)"), (8, "8 (%)"), (9, "9 (%)"))),
-    ("siblings", "Number of siblings", ((0, "No siblings (%)"), (1, "1 (%)"), (2, "2 or above (%)"))),
-    ("korean", "Ethnicity", ((0, "Han (%)"), (1, "Ethnic Korean (%)"))),
-    (
-        "mother_edu",
-        "Mother's education",
-        (
-            (1, "Middle school or below (%)"),
-            (2, "Technical middle/high school (%)"),
-            (3, "College or above (%)"),
-        ),
-    ),
-    (
-        "father_edu",
-        "Father's education",
-        (
-            (1, "Middle school or below (%)"),
-            (2, "Technical middle/high school (%)"),
-            (3, "College or above (%)"),
-        ),
-    ),
-    (
-        "belong",
-        "School belonging",
-        (
-            (1, "Strongly disagree (%)"),
-            (2, "Disagree (%)"),
-            (3, "Neutral (%)"),
-            (4, "Agree (%)"),
-            (5, "Strongly agree (%)"),
-        ),
-    ),
-    ("teacher_attitude", "Teacher's attitude, mean (SD)", ()),
-    (
-        "ht_satisfaction",
-        "Satisfaction with the head teacher",
-        (
-            (1, "Strongly dissatisfied (%)"),
-            (2, "Dissatisfied (%)"),
-            (3, "Neutral (%)"),
-            (4, "Satisfied (%)"),
-            (5, "Strongly satisfied (%)"),
-        ),
-    ),
-    (
-        "best_friends",
-        "Number of best friends",
-        ((1, "None (%)"), (2, "1-3 (%)"), (3, "4-7 (%)"), (4, "8 or more (%)")),
-    ),
-    (
-        "class_closeness",
-        "Closeness with classmates",
-        (
-            (1, "Not at all close (%)"),
-            (2, "Not that close (%)"),
-            (3, "Neither not close nor close (%)"),
-            (4, "Somewhat close (%)"),
-            (5, "Very close (%)"),
-        ),
-    ),
-    (
-        "peer_satisfaction",
-        "Satisfaction with peers",
-        (
-            (1, "Strongly dissatisfied (%)"),
-            (2, "Dissatisfied (%)"),
-            (3, "Neutral (%)"),
-            (4, "Satisfied (%)"),
-            (5, "Strongly satisfied (%)"),
-        ),
-    ),
-)
+_STUDY = load_study()
+GROUPS = _STUDY.groups
+ALL_GROUPS = _STUDY.all_groups
 OBSERVATIONS = "observations"
 
-TERM_LABELS = {
-    "mother_away": "Mother away",
-    "father_away": "Father away",
-    "both_away": "Both parents away",
-    "girl": "Girl",
-    "age": "Age",
-    "grade": "Grade",
-    "siblings": "Number of siblings",
-    "korean": "Ethnic Korean",
-    "mother_edu": "Mother's education",
-    "father_edu": "Father's education",
-    "belong": "School belonging",
-    "teacher_attitude": "Teacher's attitude",
-    "ht_satisfaction": "Satisfaction with head teacher",
-    "best_friends": "Number of best friends",
-    "class_closeness": "Closeness with classmates",
-    "peer_satisfaction": "Satisfaction with peers",
-    CONST: "Constant",
-}
-TABLE_TITLES = {
-    1: "Table 1. Descriptive statistics by parental migration",
-    2: "Table 2. OLS regressions of depression on parental migration",
-    3: "Table 3. OLS regressions of depression on parental migration and school support",
-    4: "Table 4. Interactions of parental migration with school support",
-}
-SE_TYPE_NOTES = {
-    "nonrobust": "conventional OLS standard errors, as in the paper",
-    "HC3": "heteroskedasticity-robust (HC3) standard errors",
-    "cluster_school": "standard errors clustered by school (few clusters: unreliable)",
-}
 FILE_FORMATS = ("md", "html", "tex", "csv")
-
-TABLE1_SCHEMA = {
-    "wave": pl.String,
-    "variable": pl.String,
-    "level": pl.String,
-    "migration_group": pl.String,
-    "statistic": pl.String,
-    "value": pl.Float64,
-}
-
 
 def table1(sample: pl.DataFrame, wave: str) -> pl.DataFrame:
     """Compute `marts.table1`: descriptive statistics by migration group.
@@ -172,7 +48,7 @@ def table1(sample: pl.DataFrame, wave: str) -> pl.DataFrame:
     parts.append((ALL_GROUPS, sample))
     for group, part in parts:
         rows.append((wave, OBSERVATIONS, None, group, "n", float(part.height)))
-        for variable, _, levels in TABLE1_LAYOUT:
+        for variable, levels in ((r.variable, r.levels) for r in load_study().table1):
             values = part[variable].cast(pl.Float64)
             if not levels:
                 rows.append((wave, variable, None, group, "mean", values.mean()))
@@ -184,12 +60,12 @@ def table1(sample: pl.DataFrame, wave: str) -> pl.DataFrame:
                 percent = 100.0 * count / part.height if part.height else None
                 rows.append((wave, variable, str(code), group, "n", float(count)))
                 rows.append((wave, variable, str(code), group, "percent", percent))
-    return pl.DataFrame(rows, schema=TABLE1_SCHEMA, orient="row")
+    return contracts.frame("marts.table1", rows, orient="row")
 
 
 def table1_levels(sample: pl.DataFrame, variable: str) -> list[int]:
     """List a categorical variable's levels: the layout's codes plus any other code seen."""
-    layout = next(levels for name, _, levels in TABLE1_LAYOUT if name == variable)
+    layout = next(r.levels for r in load_study().table1 if r.variable == variable)
     seen = sample[variable].unique().to_list()
     return sorted({code for code, _ in layout} | set(seen))
 
@@ -224,7 +100,7 @@ def descriptive_table(table1_frame: pl.DataFrame) -> TableGrid:
         for r in table1_frame.iter_rows(named=True)
     }
     rows = []
-    for variable, title, layout in TABLE1_LAYOUT:
+    for variable, title, layout in ((r.variable, r.title, r.levels) for r in load_study().table1):
         if not layout:
             cells = [
                 format_mean_sd(lookup.get((variable, None, g, "mean")), lookup.get((variable, None, g, "sd")))
@@ -243,8 +119,8 @@ def descriptive_table(table1_frame: pl.DataFrame) -> TableGrid:
     counts = [format_count(lookup.get((OBSERVATIONS, None, g, "n"))) for g in GROUPS]
     rows.append(GridRow(("Observations", *counts), "stat"))
     return TableGrid(
-        title=TABLE_TITLES[1],
-        header=("", *[GROUP_LABELS[g] for g in GROUPS]),
+        title=load_study().table_titles[1],
+        header=("", *[load_study().group_labels[g] for g in GROUPS]),
         rows=tuple(rows),
         notes=(
             "Percentages of the group's children; mean (standard deviation) for continuous "
@@ -291,11 +167,14 @@ class RegressionTable:
         return TableGrid(self.title, ("", *self.model_heads), tuple(rows), self.notes)
 
 
-def term_label(term: str, labels: Mapping[str, str] = TERM_LABELS) -> str:
-    """Label a term; an interaction is 'Mother away × School belonging'."""
-    if ":" in term:
-        return " × ".join(labels.get(part, part) for part in term.split(":"))
-    return labels.get(term, term)
+def term_label(term: str, labels: Mapping[str, str] | None = None) -> str:
+    """Label a term (study.yaml's labels unless `labels` overrides); an interaction is
+    'Mother away × School belonging'."""
+    if labels and ":" in term:
+        return " × ".join(term_label(part, labels) for part in term.split(":"))
+    if labels and term in labels:
+        return labels[term]
+    return load_study().term_label(term)
 
 
 def regression_table(
@@ -303,18 +182,22 @@ def regression_table(
     fit: pl.DataFrame,
     table_no: int,
     *,
-    specification: str = "as_published",
-    se_type: str = "nonrobust",
+    specification: str | None = None,
+    se_type: str | None = None,
     keep: Sequence[str] | None = None,
-    labels: Mapping[str, str] = TERM_LABELS,
+    labels: Mapping[str, str] | None = None,
     title: str | None = None,
 ) -> RegressionTable:
     """Lay out Table `table_no` from one wave's model coefficients and fit statistics.
 
     `keep` lists the terms to print; by default every term in Table 2, and in
     Tables 3 and 4 everything but the controls (as in the paper), with a
-    "Controls: Yes" row and a note. `const` is always printed last.
+    "Controls: Yes" row and a note. `const` is always printed last. The reference
+    specification and SE type of study.yaml by default.
     """
+    study = load_study()
+    specification = specification or study.reference_specification
+    se_type = se_type or study.reference_se_type
     coefs = coefficients.filter(
         (pl.col("table_no") == table_no)
         & (pl.col("specification") == specification)
@@ -328,24 +211,25 @@ def regression_table(
     model_nos = fits["model_no"].to_list()
     heads = tuple(f"Model {m}" for m in model_nos)
     all_terms = list(dict.fromkeys(coefs.sort("model_no", maintain_order=True)["term"].to_list()))
-    hidden = set(CONTROL_TERMS) if table_no != 2 else set()
+    hidden = set(study.controls) if table_no not in study.controls_shown_in_tables else set()
     shown = [t for t in all_terms if (t in keep if keep is not None else t not in hidden)]
-    shown = [t for t in shown if t != CONST] + ([CONST] if CONST in shown else [])
+    const = study.constant
+    shown = [t for t in shown if t != const] + ([const] if const in shown else [])
     estimates, std_errors = {}, {}
     for r in coefs.iter_rows(named=True):
         head = f"Model {r['model_no']}"
         estimates[(r["term"], head)] = f"{r['estimate']:.3f}{r['stars']}"
         std_errors[(r["term"], head)] = f"({r['std_error']:.3f})"
     extra_rows = []
-    hidden_controls = [t for t in all_terms if t not in shown and t in CONTROL_TERMS]
+    hidden_controls = [t for t in all_terms if t not in shown and t in study.controls]
     if hidden_controls:
         terms_by_model = {m: set(coefs.filter(pl.col("model_no") == m)["term"]) for m in model_nos}
         extra_rows.append(
             ("Controls", tuple("Yes" if terms_by_model[m] & set(hidden_controls) else "No" for m in model_nos))
         )
     notes = [
-        f"Standard errors in parentheses ({SE_TYPE_NOTES.get(se_type, se_type)}). "
-        + ", ".join(f"{stars} p<{cut:g}" for cut, stars in STAR_RULE)
+        f"Standard errors in parentheses ({study.se_table_notes.get(se_type, se_type)}). "
+        + study.star_legend()
         + "."
     ]
     if hidden_controls:
@@ -353,7 +237,7 @@ def regression_table(
         notes.append(f"Controls ({hidden_labels}) are included but not printed.")
     notes += centring_notes(fits)
     return RegressionTable(
-        title=title or TABLE_TITLES.get(table_no, f"Table {table_no}"),
+        title=title or study.table_titles.get(table_no, f"Table {table_no}"),
         model_heads=heads,
         terms=tuple(shown),
         labels={t: term_label(t, labels) for t in shown},
@@ -396,12 +280,16 @@ def publication_tables(
     coefficients: pl.DataFrame,
     fit: pl.DataFrame,
     *,
-    specification: str = "as_published",
-    se_type: str = "nonrobust",
+    specification: str | None = None,
+    se_type: str | None = None,
 ) -> dict[str, TableGrid | RegressionTable]:
-    """Build Tables 1-4, keyed by file stem (`table_1` ... `table_4`)."""
+    """Build Table 1 and every regression table of study.yaml, keyed by file stem
+    (`table_1` ... `table_4`); the reference specification and SE type by default."""
+    study = load_study()
+    specification = specification or study.reference_specification
+    se_type = se_type or study.reference_se_type
     tables: dict[str, TableGrid | RegressionTable] = {"table_1": descriptive_table(table1_frame)}
-    for table_no in (2, 3, 4):
+    for table_no in load_study().regression_tables:
         tables[f"table_{table_no}"] = regression_table(
             coefficients, fit, table_no, specification=specification, se_type=se_type
         )

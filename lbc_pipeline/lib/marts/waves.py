@@ -24,54 +24,31 @@ import polars as pl
 from statsmodels.regression.linear_model import OLS
 
 from lbc_pipeline.codebook import load_codebook
+from lbc_pipeline.lib import contracts
 from lbc_pipeline.lib.marts import models
+from lbc_pipeline.study import load_study
 from lbc_pipeline.lib.analysis.derive import cronbach_alpha
 from lbc_pipeline.lib.quality.rules import WARN, Outcome
 
 # A wave fixed effect is the dummy `wave_<id>` (1 for that wave's children), one per wave
 # but the first; the same name is its term in marts.pooled_coefficients.
 WAVE_TERM_PREFIX = "wave_"
-POOLED_SE_TYPES = ("nonrobust", "HC3")
+# Pooled models carry the SE types that do not cluster (too few schools to cluster on).
+POOLED_SE_TYPES = tuple(s for s in models.SE_TYPES if not s.startswith("cluster"))
 
 # Measures whose wave means (and SDs, the scale drift is measured in) are compared.
-MEAN_MEASURES = (
-    "depression",
-    "teacher_attitude",
-    "belong",
-    "ht_satisfaction",
-    "best_friends",
-    "class_closeness",
-    "peer_satisfaction",
-)
+MEAN_MEASURES = (load_study().outcome, *load_study().moderators)
 TOTAL = "total"
 ALPHA_STATISTIC = "cronbach_alpha"
-COMPARED_SPECIFICATION = "as_published"
-COMPARED_SE_TYPE = "nonrobust"
+COMPARED_SPECIFICATION = load_study().reference_specification
+COMPARED_SE_TYPE = load_study().reference_se_type
 # The paper's base model (all its terms) and, in Table 4, mother_away x each moderator.
 BASE_MODEL = (2, 2)
-INTERACTION_TABLE = 4
-INTERACTION_DUMMY = "mother_away"
+INTERACTION_TABLE = load_study().hypothesis_table
+INTERACTION_DUMMY = load_study().hypothesis_term
 
-# The per-wave coefficient columns, without the wild bootstrap (no cluster SEs when pooling),
-# with the waves pooled first and the model's N before the note.
-POOLED_COEFFICIENT_SCHEMA = {
-    "waves": pl.String,
-    **{k: v for k, v in models.COEFFICIENT_SCHEMA_WITHOUT_WAVE.items() if k not in ("wild_bootstrap_p", "note")},
-    "n_obs": pl.Int64,
-    "note": pl.String,
-}
-POOLED_FIT_SCHEMA = {
-    "waves": pl.String,
-    "specification": pl.String,
-    "table_no": pl.Int64,
-    "model_no": pl.Int64,
-    "n_obs": pl.Int64,
-    "n_waves": pl.Int64,
-    "r_squared": pl.Float64,
-    "adj_r_squared": pl.Float64,
-    "f_stat": pl.Float64,
-    "f_p_value": pl.Float64,
-}
+POOLED_COEFFICIENT_SCHEMA = contracts.dtypes("marts.pooled_coefficients", drop=("wave",))
+POOLED_FIT_SCHEMA = contracts.dtypes("marts.pooled_fit", drop=("wave",))
 STATISTIC_SCHEMA = {
     "wave": pl.String,
     "kind": pl.String,
@@ -80,20 +57,7 @@ STATISTIC_SCHEMA = {
     "value": pl.Float64,
     "std_error": pl.Float64,
 }
-COMPARISON_COLUMNS = (
-    "wave",
-    "previous_wave",
-    "kind",
-    "measure",
-    "statistic",
-    "value",
-    "previous_value",
-    "delta",
-    "relative_change",
-    "std_error",
-    "previous_std_error",
-    "z_change",
-)
+COMPARISON_COLUMNS = tuple(contracts.dtypes("marts.wave_comparison"))
 
 
 def wave_ids(frame: pl.DataFrame) -> list[str]:
@@ -177,13 +141,10 @@ def fit_pooled_model(
             "is rank deficient"
         )
     base = OLS(y, X).fit()
-    results = {
-        "nonrobust": base,
-        "HC3": base.get_robustcov_results(cov_type="HC3", use_t=True),
-    }
+    results = {se_type: models.robust_results(base, se_type) for se_type in POOLED_SE_TYPES}
     label = ",".join(waves)
     note = pooled_note(samples, spec, waves)
-    se_notes = {"nonrobust": models.NONROBUST_NOTE, "HC3": models.HC3_NOTE}
+    se_notes = load_study().se_notes
     coefficients = pl.concat(
         [
             coefficient_table(res, terms).with_columns(

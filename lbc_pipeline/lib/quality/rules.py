@@ -153,19 +153,15 @@ def check_analytic_sample_gx(sample: pl.DataFrame, manifest: WaveManifest, setti
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    from lbc_pipeline.lib.contracts import ANALYTIC_COLUMNS
+    from lbc_pipeline.lib.contracts import ANALYTIC_COLUMNS, value_domains
 
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("lbc")
-    ranges = {
-        "depression": (6, 30), "age": (9, 15), "girl": (0, 1), "korean": (0, 1), "siblings": (0, 2),
-        "mother_edu": (1, 3), "father_edu": (1, 3), "mother_away": (0, 1), "father_away": (0, 1),
-        "both_away": (0, 1), "belong": (1, 5), "ht_satisfaction": (1, 5), "best_friends": (1, 4),
-        "class_closeness": (1, 5), "peer_satisfaction": (1, 5),
-    }
+    # Value ranges and sets come from the table's contract, which takes them from the codebook.
+    domains = value_domains("analysis.analytic_sample")
     sample_suite = gx.ExpectationSuite(name="analytic_sample")
     for column in ("child_key", "school_id", "migration_group", *ANALYTIC_COLUMNS, "teacher_attitude"):
         sample_suite.add_expectation(gxe.ExpectColumnToExist(column=column))
@@ -173,12 +169,15 @@ def check_analytic_sample_gx(sample: pl.DataFrame, manifest: WaveManifest, setti
     for column in ANALYTIC_COLUMNS:
         sample_suite.add_expectation(gxe.ExpectColumnValuesToBeOfType(column=column, type_="int64"))
     sample_suite.add_expectation(gxe.ExpectColumnValuesToBeOfType(column="teacher_attitude", type_="float64"))
-    for column, (low, high) in ranges.items():
-        sample_suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high))
-    sample_suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="grade", value_set=[5, 7, 8, 9]))
+    for column, domain in domains.items():
+        if "min_value" in domain:
+            sample_suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=column, **domain))
+        elif column == "migration_group":  # every group present, and nothing else
+            sample_suite.add_expectation(gxe.ExpectColumnDistinctValuesToEqualSet(
+                column=column, value_set=domain["allowed_values"]))
+        else:
+            sample_suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=column, value_set=domain["allowed_values"]))
     sample_suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="child_key"))
-    sample_suite.add_expectation(gxe.ExpectColumnDistinctValuesToEqualSet(
-        column="migration_group", value_set=["none", "mother", "father", "both"]))
     if "analysed" in manifest.expected:
         sample_suite.add_expectation(gxe.ExpectTableRowCountToEqual(value=manifest.expected["analysed"]))
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from lbc_pipeline.lib.marts.models import SE_TYPES
+from lbc_pipeline.study import load_study
 from lbc_pipeline.lib.marts.replication import (
     HYPOTHESIS_MIGRATION_TERM,
     INTERACTION_TABLE,
@@ -128,7 +129,7 @@ def robustness_frame(coefficients: pl.DataFrame) -> pl.DataFrame:
     """One row per Table 4 mother-away interaction (as published) x SE type, with both p-values."""
     return (
         coefficients.filter(
-            (pl.col("specification") == "as_published")
+            (pl.col("specification") == load_study().reference_specification)
             & (pl.col("table_no") == INTERACTION_TABLE)
             & pl.col("term").str.starts_with(f"{HYPOTHESIS_MIGRATION_TERM}:")
         )
@@ -141,17 +142,21 @@ def robustness_frame(coefficients: pl.DataFrame) -> pl.DataFrame:
 
 
 def specification_differences(coefficients: pl.DataFrame, tolerance: float = 1e-9) -> pl.DataFrame:
-    """One row per model term whose conventional estimate differs between the as_published
-    and harmonised specifications, with both estimates and the difference."""
+    """One row per model term whose conventional estimate differs between the reference
+    specification (as_published) and the other one (harmonised), with both estimates and
+    the difference; the columns are named after the specifications."""
+    study = load_study()
+    reference = study.reference_specification
+    other = next(s for s in study.specifications if s != reference)
     keys = ["table_no", "model_no", "term"]
-    conventional = coefficients.filter(pl.col("se_type") == "nonrobust")
-    published = conventional.filter(pl.col("specification") == "as_published").select(
-        *keys, pl.col("estimate").alias("as_published"))
-    harmonised = conventional.filter(pl.col("specification") == "harmonised").select(
-        *keys, pl.col("estimate").alias("harmonised"))
+    conventional = coefficients.filter(pl.col("se_type") == study.reference_se_type)
+    published = conventional.filter(pl.col("specification") == reference).select(
+        *keys, pl.col("estimate").alias(reference))
+    harmonised = conventional.filter(pl.col("specification") == other).select(
+        *keys, pl.col("estimate").alias(other))
     return (
         published.join(harmonised, on=keys, how="inner")
-        .with_columns((pl.col("harmonised") - pl.col("as_published")).alias("difference"))
+        .with_columns((pl.col(other) - pl.col(reference)).alias("difference"))
         .filter(pl.col("difference").abs() > tolerance)
         .sort(keys)
     )
@@ -222,13 +227,14 @@ def render_html_report(context: ReportContext) -> str:
         )
     )
     parts.append(section("table-1", "Table 1", render_html(descriptive_table(context.table1))))
+    numbers = load_study().regression_tables
     parts.append(
         section(
             "tables-2-4",
-            "Tables 2-4 (as published: conventional standard errors)",
+            f"Tables {numbers[0]}-{numbers[-1]} (as published: conventional standard errors)",
             *[
                 render_html(regression_table(context.coefficients, context.fit, table_no))
-                for table_no in (2, 3, 4)
+                for table_no in numbers
             ],
         )
     )

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from lbc_pipeline.lib import contracts
 from lbc_pipeline_tests.helpers import random_analytic_sample
 from scipy import stats
 
@@ -40,7 +41,7 @@ def sample() -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def fitted(sample):
-    return models.fit_all(sample, "t")
+    return models.model_frames(models.fit_every_model(sample, "t"), "t")
 
 
 def spec_of(specification: str, table_no: int, model_no: int) -> models.ModelSpec:
@@ -258,8 +259,8 @@ def test_significance_stars(p_value, stars):
 
 def test_fit_all_builds_the_marts(sample, fitted):
     coefficients, fit = fitted
-    assert coefficients.columns == list(models.COEFFICIENT_COLUMNS)
-    assert fit.columns == list(models.FIT_COLUMNS)
+    assert coefficients.columns == list(contracts.dtypes("marts.model_coefficients"))
+    assert fit.columns == list(contracts.dtypes("marts.model_fit"))
     n_terms = sum(len(s.terms) for spec in models.SPECIFICATIONS for s in models.model_specs(spec))
     assert coefficients.height == n_terms * len(models.SE_TYPES)
     assert fit.height == 28
@@ -301,7 +302,7 @@ def test_centring_moves_main_effects_not_interactions(fitted):
 )
 def test_fit_all_refuses_a_wrong_sample(sample, make_bad, message):
     with pytest.raises(ValueError, match=message):
-        models.fit_all(make_bad(sample), "t")
+        models.model_frames(models.fit_every_model(make_bad(sample), "t"), "t")
 
 
 def test_sample_sha256_ignores_order_but_not_values(sample):

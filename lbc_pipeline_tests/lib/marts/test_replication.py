@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
+from lbc_pipeline.lib import contracts
 from lbc_pipeline.config import REFERENCE_DIR
 from lbc_pipeline.lib.marts import models, replication
 
@@ -106,7 +107,7 @@ def rep_row(frame, table_no, model_no, term) -> dict:
 
 
 def test_replicate_columns_and_rows(small_replication):
-    assert small_replication.columns == list(replication.REPLICATION_SCHEMA)
+    assert small_replication.columns == list(contracts.dtypes("marts.replication"))
     # 4 published coefficients, plus R-squared and N for each of the 2 models.
     assert small_replication.height == 4 + 2 * 2
 
@@ -157,9 +158,9 @@ def test_replicate_r_squared_rows(small_replication, table_no, model_no, delta, 
 
 
 def test_r2_tolerance_is_wider_only_for_table4_model1():
-    assert replication.r2_tolerance(4, 1) == replication.R2_TOLERANCE_TABLE4_MODEL1
-    assert replication.r2_tolerance(3, 1) == replication.R2_TOLERANCE
-    assert replication.r2_tolerance(4, 2) == replication.R2_TOLERANCE
+    assert replication.r2_tolerance(4, 1) == replication.TOLERANCES.r_squared_for(4, 1)
+    assert replication.r2_tolerance(3, 1) == replication.TOLERANCES.r_squared
+    assert replication.r2_tolerance(4, 2) == replication.TOLERANCES.r_squared
 
 
 def test_summarise_replication(small_replication):
@@ -208,7 +209,7 @@ def test_inconsistencies_cover_every_item_of_the_reference_file():
     assert all(i.title and i.finding and i.handling for i in items)
     assert items[1].title == "How the moderators enter the models"
     assert "harmonised" in items[1].handling
-    assert str(replication.R2_TOLERANCE_TABLE4_MODEL1) in items[2].handling
+    assert str(replication.TOLERANCES.r_squared_for(4, 1)) in items[2].handling
 
 
 def test_inconsistencies_refuse_an_item_without_handling(tmp_path):

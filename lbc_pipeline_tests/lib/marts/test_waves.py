@@ -276,7 +276,7 @@ def test_comparison_refuses_coefficients_of_other_waves():
 @pytest.fixture(scope="module")
 def reference_wave() -> tuple[pl.DataFrame, pl.DataFrame]:
     sample = analytic_sample(400, "2019", seed=11)
-    coefficients = models.fit_all(sample, "2019")[0]
+    coefficients = models.model_frames(models.fit_every_model(sample, "2019"), "2019")[0]
     return sample, coefficients
 
 

@@ -27,7 +27,7 @@ def random_sample(n: int = 200, seed: int = 11) -> pl.DataFrame:
 def base_context() -> report.ReportContext:
     """A synthetic wave's report context; tests vary it with dataclasses.replace."""
     sample = random_sample()
-    coefficients, fit = models.fit_all(sample, "w1")
+    coefficients, fit = models.model_frames(models.fit_every_model(sample, "w1"), "w1")
     published = json.loads(PUBLISHED_PATH.read_text(encoding="utf-8"))
     return report.ReportContext(
         wave="w1",

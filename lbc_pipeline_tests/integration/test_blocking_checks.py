@@ -1,0 +1,102 @@
+"""An ERROR check that fails stops everything downstream of what it guards.
+
+The README promises that the marts, model artifacts, publication tables and report are never
+built from a wave whose sample flow or analysis sample fails its checks. Each ERROR check is
+made to fail here and the test looks for anything written downstream.
+"""
+
+import duckdb
+import pytest
+from dagster import DagsterInstance
+
+from lbc_pipeline.definitions import defs
+from lbc_pipeline.lib.quality import rules
+from lbc_pipeline_tests.rows import DISTRIBUTION, FIELDWORK, varied_rows, write_wave
+
+WAVE = "blk"
+SCHOOLS = [dict(school, distributed="120") for school in DISTRIBUTION]
+
+
+def run(data, manifest=None, run_config=None):
+    """Write a 300-questionnaire wave and run the main job on it in process."""
+    write_wave(data / "raw" / WAVE, varied_rows(300, seed=5), wave=WAVE, distribution=SCHOOLS,
+               manifest=manifest or {"wave": WAVE, "fieldwork": FIELDWORK})
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("wave", [WAVE])
+    result = defs.resolve_job_def("lbc_main_job").execute_in_process(
+        instance=instance, partition_key=WAVE, raise_on_error=False, run_config=run_config or {})
+    checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+              for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    return result, checks
+
+
+def downstream_written(data) -> list[str]:
+    """Everything downstream of the analysis layer that holds this wave."""
+    found = []
+    con = duckdb.connect(str(data / "warehouse" / "lbc.duckdb"), read_only=True)
+    with con:
+        for schema, table in con.execute(
+                "select table_schema, table_name from information_schema.tables where table_schema = 'marts'").fetchall():
+            if con.execute(f'select count(*) from "{schema}"."{table}" where wave = ?', [WAVE]).fetchone()[0]:
+                found.append(f"{schema}.{table}")
+    found += [str(p) for p in (data / "artifacts" / WAVE, data / "reports" / WAVE) if p.exists() and any(p.iterdir())]
+    return found
+
+
+def test_a_clean_wave_passes_every_check_and_reaches_the_marts(data_env):
+    # The negative case: the same wave with nothing wrong builds every mart.
+    result, checks = run(data_env)
+    assert result.success
+    assert checks["sample_flow_conservation"] and checks["analytic_sample_expectations"]
+    assert "marts.model_coefficients" in downstream_written(data_env)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        # the manifest expects another number of analysed children: sample_flow_expected_counts fails
+        "expected_counts",
+        # the rule that guards conservation reports a broken flow
+        "conservation",
+        # a group-size floor no migration group reaches: the great-expectations suite fails
+        "expectations",
+    ],
+)
+def test_a_failing_error_check_blocks_everything_downstream(data_env, monkeypatch, case):
+    manifest = run_config = None
+    failing = {"expected_counts": "sample_flow_expected_counts", "conservation": "sample_flow_conservation",
+               "expectations": "analytic_sample_expectations"}[case]
+    if case == "expected_counts":
+        manifest = {"wave": WAVE, "fieldwork": FIELDWORK, "expected": {"analysed": 9999}}
+    elif case == "conservation":
+        broken = rules.Outcome(False, rules.ERROR, "a step loses questionnaires (test)")
+        monkeypatch.setattr(rules, "check_conservation", lambda flow, status: broken)
+    else:
+        run_config = {"resources": {"quality_config": {"config": {"min_group_size": 100000}}}}
+    result, checks = run(data_env, manifest, run_config)
+    assert not result.success
+    assert checks[failing] is False
+    assert downstream_written(data_env) == []
+
+
+def test_one_analysis_table_can_be_materialised_alone(data_env):
+    # Multi-assets are subsettable: a researcher can rebuild analysis/sample_flow by itself.
+    from dagster import AssetKey
+
+    write_wave(data_env / "raw" / WAVE, varied_rows(120, seed=3), wave=WAVE, distribution=SCHOOLS)
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("wave", [WAVE])
+    job = defs.resolve_job_def("lbc_main_job")
+    upstream = [AssetKey([s, t]) for s, t in (("raw", "questionnaires"), ("raw", "distribution"), ("raw", "load_log"),
+                                               ("staging", "questionnaires"), ("staging", "distribution"),
+                                               ("staging", "missing_values"))]
+    assert job.execute_in_process(instance=instance, partition_key=WAVE, asset_selection=upstream).success
+    result = job.execute_in_process(instance=instance, partition_key=WAVE,
+                                    asset_selection=[AssetKey(["analysis", "sample_flow"])])
+    assert result.success
+    written = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert written == {"analysis/sample_flow"}
+    with duckdb.connect(str(data_env / "warehouse" / "lbc.duckdb"), read_only=True) as con:
+        tables = {t for (t,) in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'analysis'").fetchall()}
+    assert "sample_flow" in tables and "analytic_sample" not in tables
