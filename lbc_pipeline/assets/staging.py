@@ -1,4 +1,5 @@
-"""Staging layer: typed, special codes resolved, duplicates collapsed, quarantine."""
+"""Staging layer: typed, special codes resolved, duplicates collapsed, quarantine; the codebook
+as tables."""
 
 import polars as pl
 from dagster import AssetExecutionContext, Failure, multi_asset
@@ -8,10 +9,13 @@ from lbc_pipeline.assets._common import materialized, selected_tables, table_spe
 from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
 from lbc_pipeline.lib.raw.reading import ROW_COLUMN, RawFileError
 from lbc_pipeline.lib.staging.clean import clean_distribution, clean_questionnaires
+from lbc_pipeline.lib.staging.codebook_tables import codebook_tables
 
 _CODE = ("lib/staging", "lib/io", "assets/staging.py")
 _KINDS = ["duckdb", "polars", "pandera"]
 _Q = ["raw.questionnaires"]
+# The codebook the wave is read with, as tables (from codebook.yaml, no upstream asset).
+CODEBOOK_TABLES = ("staging.codebook_variables", "staging.codebook_values", "staging.codebook_special_codes")
 
 
 @multi_asset(
@@ -21,6 +25,7 @@ _Q = ["raw.questionnaires"]
         table_spec("staging.missing_values", deps=_Q, kinds=_KINDS, code=_CODE),
         table_spec("staging.quarantine", deps=_Q, kinds=_KINDS, code=_CODE),
         table_spec("staging.entry_duplicates", deps=_Q, kinds=_KINDS, code=_CODE),
+        *[table_spec(t, kinds=["duckdb", "yaml"], code=_CODE, description=None) for t in CODEBOOK_TABLES],
     ],
     can_subset=True,
 )
@@ -42,6 +47,7 @@ def clean_wave(context: AssetExecutionContext, duckdb: DuckDBResource):
         "staging.missing_values": cleaned.missing_values,
         "staging.quarantine": cleaned.quarantine,
         "staging.entry_duplicates": cleaned.entry_duplicates,
+        **codebook_tables(wave),
     }
     selected = selected_tables(context)
     tables = {t: f for t, f in built.items() if t in selected}

@@ -14,6 +14,7 @@ from lbc_pipeline.lib.contracts.base import (
     dtypes,
     empty_frame,
     frame,
+    primary_key,
     register,
     schema_for,
     tables,
@@ -24,5 +25,5 @@ from lbc_pipeline.lib.contracts.staging import MISSING_REASONS, answer_schema
 
 __all__ = [
     "ANALYTIC_COLUMNS", "MISSING_REASONS", "QID", "SCHEMAS", "WAVE", "answer_schema", "contract_docs", "dtypes",
-    "empty_frame", "frame", "register", "schema_for", "tables", "validate", "value_domains",
+    "empty_frame", "frame", "primary_key", "register", "schema_for", "tables", "validate", "value_domains",
 ]

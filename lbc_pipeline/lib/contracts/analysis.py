@@ -30,7 +30,7 @@ register("analysis.measures", pa.DataFrameSchema({
     "blank_items": pa.Column(pl.Int64, description="Substantive items (of 31) empty or refused: 16 or more make the questionnaire largely blank"),
     "status": pa.Column(pl.String, pa.Check.isin(["invalid", "excluded", "analysed"]), description="Where the questionnaire ended"),
     "primary_reason": pa.Column(pl.String, nullable=True, description="Why it left the sample (null when analysed); all reasons in analysis.exclusions"),
-}, strict=True, description="One row per returned questionnaire: derived measures and analysis codings, with the reason where a measure is missing"))
+}, strict=True, unique=['wave', 'qid'], description="One row per returned questionnaire: derived measures and analysis codings, with the reason where a measure is missing"))
 
 register("analysis.exclusions", pa.DataFrameSchema({
     "wave": WAVE, "qid": QID,
@@ -50,7 +50,7 @@ register("analysis.sample_flow", pa.DataFrameSchema({
     "n_after": pa.Column(pl.Int64, description="Questionnaires after the step"),
     "reason": pa.Column(pl.String, description="Why they left; per-reason counts in analysis.sample_flow_reasons"),
 }, strict=True, checks=[pa.Check(lambda data: data.lazyframe.select(pl.col("n_before") == pl.col("n_excluded") + pl.col("n_after")), name="conservation")],
-    description="One row per step from questionnaires handed out to children analysed"))
+    unique=['wave', 'step'], description="One row per step from questionnaires handed out to children analysed"))
 
 register("analysis.sample_flow_reasons", pa.DataFrameSchema({
     "wave": WAVE,
@@ -59,7 +59,7 @@ register("analysis.sample_flow_reasons", pa.DataFrameSchema({
     "reason_order": pa.Column(pl.Int64, description="Position of the reason in the codebook's order"),
     "n_primary": pa.Column(pl.Int64, description="Questionnaires whose primary reason this is (these add up to the step's n_excluded)"),
     "n_any": pa.Column(pl.Int64, description="Questionnaires for which this reason applies at all"),
-}, strict=True, description="One row per step x reason"))
+}, strict=True, unique=['wave', 'step', 'reason'], description="One row per step x reason"))
 
 register("analysis.questionnaire_status", pa.DataFrameSchema({
     "wave": WAVE, "qid": QID,
@@ -136,7 +136,7 @@ register("analysis.teacher_attitude_efa", pa.DataFrameSchema({
     "eigenvalue": pa.Column(pl.Float64, description="Eigenvalues of the item correlation matrix, largest first"),
     "variance_explained": pa.Column(pl.Float64, description="Share of the items' total variance the factor explains"),
     "df": pa.Column(pl.Int64, description="Degrees of freedom of the factor model (0: three items and one factor are exactly identified, so no fit test applies)"),
-}, strict=False, description="One row per head-teacher item: the one-factor EFA behind teacher_attitude"))
+}, strict=False, unique=['wave', 'item'], description="One row per head-teacher item: the one-factor EFA behind teacher_attitude"))
 
 register("analysis.scale_reliability", pa.DataFrameSchema({
     "wave": WAVE,
@@ -147,4 +147,4 @@ register("analysis.scale_reliability", pa.DataFrameSchema({
     "cronbach_alpha": pa.Column(pl.Float64, description="Cronbach's alpha: k/(k-1) * (1 - sum of item variances / variance of the total)"),
     "item_statistics": pa.Column(pl.List(pl.Struct({"item": pl.String, "mean": pl.Float64, "sd": pl.Float64, "item_total_r": pl.Float64, "alpha_if_deleted": pl.Float64})),
                                  description="Per item: mean, sd, corrected item-total correlation, alpha if the item is deleted"),
-}, strict=True, description="One row per scale and sample: Cronbach's alpha with item statistics"))
+}, strict=True, unique=['wave', 'scale', 'sample'], description="One row per scale and sample: Cronbach's alpha with item statistics"))

@@ -65,6 +65,13 @@ def frame(table: str, rows: list[dict] | list[tuple], drop: tuple[str, ...] = ()
     return pl.DataFrame(rows, schema=dtypes(table, drop), **kwargs)
 
 
+def primary_key(table: str) -> list[str]:
+    """The columns whose values are unique together in the table (its grain), from the
+    contract's `unique`; empty when rows are not unique by key (e.g. a history)."""
+    unique = schema_for(table).unique
+    return list(unique) if unique else []
+
+
 def validate(table: str, data: pl.DataFrame) -> pl.DataFrame:
     """Validate a frame against its table's contract (every failure at once)."""
     return schema_for(table).validate(data, lazy=True)

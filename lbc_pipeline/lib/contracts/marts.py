@@ -93,7 +93,7 @@ register("marts.replication", pa.DataFrameSchema({
         f"Within the replication tolerance (coefficient {_TOL.estimate_in_se:g} SE and SE {_TOL.se_ratio:.0%}; "
         f"R-squared {_TOL.r_squared:g}" + "".join(f", Table {t} Model {m} {r:g}" for (t, m), r in _TOL.r_squared_overrides.items())
         + "; N exact)"), nullable=True),
-}, strict=True, description="One row per wave x published number of Tables 2-4 (coefficients, R-squared, N): ours beside the paper's"))
+}, strict=True, unique=['wave', 'table_no', 'model_no', 'term'], description="One row per wave x published number of Tables 2-4 (coefficients, R-squared, N): ours beside the paper's"))
 
 register("marts.hypotheses", pa.DataFrameSchema({
     "wave": WAVE,
@@ -124,7 +124,7 @@ register("marts.pooled_coefficients", pa.DataFrameSchema({
     "se_type": _col(pl.String, "nonrobust or HC3 (no cluster SEs: too few schools)", pa.Check.isin(list(_POOLED_SE))),
     "n_obs": _col(pl.Int64, "Children in the pooled model"),
     "note": _col(pl.String, "Fixed effects used, reference wave, centring of the moderator on the pooled sample"),
-}, strict=True, description="One row per specification x model x term x SE type: the paper's models on all waves stacked, with wave fixed effects"))
+}, strict=True, unique=['wave', 'specification', 'table_no', 'model_no', 'term', 'se_type'], description="One row per specification x model x term x SE type: the paper's models on all waves stacked, with wave fixed effects"))
 
 register("marts.pooled_fit", pa.DataFrameSchema({
     **_POOLED, **_model_keys(),
@@ -134,7 +134,7 @@ register("marts.pooled_fit", pa.DataFrameSchema({
     "adj_r_squared": _col(pl.Float64, "Adjusted R-squared"),
     "f_stat": _col(pl.Float64, "F statistic (wave dummies included)"),
     "f_p_value": _col(pl.Float64, "p-value of the F statistic"),
-}, strict=True, description="One row per specification x model: fit of the pooled model"))
+}, strict=True, unique=['wave', 'specification', 'table_no', 'model_no'], description="One row per specification x model: fit of the pooled model"))
 
 register("marts.wave_comparison", pa.DataFrameSchema({
     "wave": WAVE,

@@ -38,7 +38,7 @@ register("raw.load_log", pa.DataFrameSchema({
     "extra_columns": pa.Column(pl.List(pl.String), description="Columns not in the codebook, kept in the raw layer"),
     "value_labels": pa.Column(pl.String, nullable=True, description="Value labels stored in the file (sav/dta), as JSON"),
     "loaded_at": pa.Column(pl.Datetime("us"), description="When it was loaded (UTC)"),
-}, strict=True, description="One row per file loaded for a wave (the latest load)"))
+}, strict=True, unique=['wave', 'role'], description="One row per file loaded for a wave (the latest load)"))
 
 register("raw.rejected_files", pa.DataFrameSchema({
     "wave": WAVE,

@@ -80,7 +80,7 @@ register("staging.missing_values", pa.DataFrameSchema({
     "raw_value": pa.Column(pl.String, nullable=True, description="The value as delivered (null for an empty cell)"),
     "reason": pa.Column(pl.String, pa.Check.isin(MISSING_REASONS),
                         description="Why the value is missing: " + ", ".join(MISSING_REASONS)),
-}, strict=True, description="One row per questionnaire x variable whose value is missing in staging, with the reason"))
+}, strict=True, unique=['wave', 'qid', 'variable'], description="One row per questionnaire x variable whose value is missing in staging, with the reason"))
 
 register("staging.quarantine", pa.DataFrameSchema({
     "wave": WAVE, "qid": QID,
@@ -100,13 +100,47 @@ register("staging.entry_duplicates", pa.DataFrameSchema({
     "n_rows": pa.Column(pl.Int64, description="How many rows carry this qid in the raw file"),
     "source_rows": pa.Column(pl.List(pl.Int64), description="Their row numbers in the raw file"),
     "differing_columns": pa.Column(pl.List(pl.String), description="Columns whose values differ between the rows (conflicting only)"),
-}, strict=True, description="One row per qid keyed more than once"))
+}, strict=True, unique=['wave', 'qid'], description="One row per qid keyed more than once"))
 
 register("staging.distribution", pa.DataFrameSchema({
     "wave": WAVE,
-    "school_id": pa.Column(pl.String, unique=True, description="School identifier"),
+    "school_id": pa.Column(pl.String, description="School identifier"),
     "school_name": pa.Column(pl.String, nullable=True, description="School name"),
     "school_type": pa.Column(pl.Int64, pa.Check.isin([1, 2]), description="1 = ethnic-Korean school, 2 = Han school"),
     "school_level": pa.Column(pl.Int64, pa.Check.isin([1, 2]), description="1 = primary, 2 = secondary"),
     "distributed": pa.Column(pl.Int64, pa.Check.ge(0), description="Questionnaires handed out"),
-}, strict=True, description="One row per school: questionnaires handed out"))
+}, strict=True, unique=["wave", "school_id"], description="One row per school: questionnaires handed out"))
+
+# ------------------------------------------------------------------ the codebook as tables
+register("staging.codebook_variables", pa.DataFrameSchema({
+    "wave": WAVE,
+    "file": pa.Column(pl.String, pa.Check.isin(["questionnaires", "distribution"]), description="The raw file the variable is delivered in"),
+    "variable": pa.Column(pl.String, description="Variable name (the column's name in raw and staging)"),
+    "position": pa.Column(pl.Int64, description="Position of the variable in the codebook's order within its file"),
+    "kind": pa.Column(pl.String, pa.Check.isin(["text", "date", "integer", "code"]), description="text, date, integer (a range) or code (a set of coded answers)"),
+    "group": pa.Column(pl.String, nullable=True, description="Questionnaire section (child, parents_migration, depression, school_support, ...)"),
+    "label_en": pa.Column(pl.String, description="Question or variable label in English"),
+    "label_zh": pa.Column(pl.String, description="Question or variable label in Chinese, as printed"),
+    "range_low": pa.Column(pl.Int64, nullable=True, description="Smallest valid answer of an integer variable"),
+    "range_high": pa.Column(pl.Int64, nullable=True, description="Largest valid answer of an integer variable"),
+    "personal": pa.Column(pl.Boolean, description="Personal data: kept in the raw layer only"),
+}, strict=True, unique=["wave", "file", "variable"], description="One row per wave x file x variable: the codebook the wave was read with"))
+
+register("staging.codebook_values", pa.DataFrameSchema({
+    "wave": WAVE,
+    "coding": pa.Column(pl.String, pa.Check.isin(["questionnaire", "analysis"]),
+                        description="questionnaire: a code as delivered (staging); analysis: a value of a model variable (analysis.analytic_sample)"),
+    "variable": pa.Column(pl.String, description="Variable name in its layer"),
+    "value": pa.Column(pl.String, description="The code (as text) or, for migration_group, the group"),
+    "source_variable": pa.Column(pl.String, description="The questionnaire variable the value comes from (itself for questionnaire codes)"),
+    "label_en": pa.Column(pl.String, description="Value label in English"),
+    "label_zh": pa.Column(pl.String, description="Value label in Chinese"),
+}, strict=True, unique=["wave", "coding", "variable", "value"], description="One row per wave x coding x variable x value: value labels in English and Chinese"))
+
+register("staging.codebook_special_codes", pa.DataFrameSchema({
+    "wave": WAVE,
+    "code": pa.Column(pl.Int64, description="The special code as keyed (e.g. -9)"),
+    "reason": pa.Column(pl.String, description="The missing-value reason it becomes in staging.missing_values"),
+    "label_en": pa.Column(pl.String, description="Meaning in English"),
+    "label_zh": pa.Column(pl.String, description="Meaning in Chinese"),
+}, strict=True, unique=["wave", "code"], description="One row per wave x special code: codes that mean a missing answer, and the reason recorded"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ import duckdb
 import polars as pl
 
 from lbc_pipeline.config import SQL_DIR
-from lbc_pipeline.lib.contracts import contract_docs, validate
+from lbc_pipeline.lib.contracts import contract_docs, primary_key, validate
 
 SCHEMAS = ("raw", "staging", "analysis", "marts")
 
@@ -101,7 +102,9 @@ def _write(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame],
 def replace_table(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame]) -> dict[str, int]:
     """Replace whole tables (every row, every wave) atomically: for cross-wave marts."""
     def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
-        con.execute(f"create or replace table {target} as select * from __frame")
+        con.execute(f"drop table if exists {target}")
+        _create(con, target, f"{schema}.{name}")
+        con.execute(f"insert into {target} by name select * from __frame")
 
     return _write(con, tables, write)
 
@@ -109,7 +112,7 @@ def replace_table(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFr
 def append_rows(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame]) -> dict[str, int]:
     """Append rows to tables that keep their history (e.g. `raw.rejected_files`), atomically."""
     def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
-        con.execute(f"create table if not exists {target} as select * from __frame limit 0")
+        _create(con, target, f"{schema}.{name}")
         _add_new_columns(con, schema, name, frame)
         con.execute(f"insert into {target} by name select * from __frame")
 
@@ -127,12 +130,25 @@ def replace_wave(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFra
         raise ValueError(f"{', '.join(missing_wave)}: every table carries a wave column")
 
     def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
-        con.execute(f"create table if not exists {target} as select * from __frame limit 0")
+        _create(con, target, f"{schema}.{name}")
         _add_new_columns(con, schema, name, frame)
         con.execute(f"delete from {target} where wave = ?", [wave])
         con.execute(f"insert into {target} by name select * from __frame")
 
     return _write(con, tables, write)
+
+
+def _create(con: duckdb.DuckDBPyConnection, target: str, table: str) -> None:
+    """Create a table typed like the registered frame `__frame`, if it does not exist, with
+    the primary key its contract declares (the columns whose values are unique together)."""
+    exists = con.execute("select count(*) from duckdb_tables() where schema_name || '.' || table_name = ?",
+                         [table]).fetchone()[0]
+    if exists:
+        return
+    con.execute(f"create table {target} as select * from __frame limit 0")
+    key = primary_key(table)
+    if key:
+        con.execute(f"alter table {target} add primary key ({', '.join(_quote(c) for c in key)})")
 
 
 def _add_new_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str, frame: pl.DataFrame) -> None:
@@ -169,12 +185,29 @@ def create_views(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...]) -> li
     names = [n for n in sql_files("views") if n.split("/", 1)[1].split("_", 1)[0] in schemas]
     created = []
     for name in names:
+        sql = read_sql(name)
         try:
-            con.execute(read_sql(name))
+            con.execute(sql)
         except duckdb.CatalogException:
             continue
+        for source in re.findall(r"^-- columns from: (\S+)$", sql, flags=re.MULTILINE):
+            _comment_view_columns(con, name, source)
         created.append(name)
     return created
+
+
+def _comment_view_columns(con: duckdb.DuckDBPyConnection, name: str, source: str) -> None:
+    """Give a view's columns without a comment the description of the same column in the
+    contract of the table it selects from (named in a `-- columns from:` line)."""
+    view = name.split("/", 1)[1].removesuffix(".sql").replace("_", ".", 1)
+    schema, view_name = view.split(".", 1)
+    descriptions = contract_docs(source)[1]
+    for (column,) in con.execute(
+            "select column_name from duckdb_columns() where schema_name = ? and table_name = ? and comment is null",
+            [schema, view_name]).fetchall():
+        if column in descriptions:
+            con.execute(f"comment on column {_quote(schema)}.{_quote(view_name)}.{_quote(column)} is "
+                        f"{_literal(descriptions[column])}")
 
 
 class WarehouseLockTimeout(TimeoutError):
