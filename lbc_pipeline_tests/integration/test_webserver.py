@@ -19,7 +19,7 @@ from lbc_pipeline.config import PROJECT_ROOT
 from lbc_pipeline.definitions import defs
 
 QUERY = """{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name } } }
-  kinds owners { ... on TeamAssetOwner { team } } codeVersion
+  kinds owners { ... on TeamAssetOwner { team } } opVersion
   metadataEntries { label ... on TableSchemaMetadataEntry { schema { columns { name type description } } } } } }"""
 
 
@@ -65,7 +65,7 @@ def test_dagster_dev_serves_every_asset_and_check(data_env, tmp_path):
         # Columns tab (a column schema) with a description on every column.
         for node in nodes:
             key = "/".join(node["assetKey"]["path"])
-            assert node["kinds"] and node["owners"] and node["codeVersion"], key
+            assert node["kinds"] and node["owners"] and node["opVersion"], key
             schemas = [e["schema"] for e in node["metadataEntries"] if e["label"] == "dagster/column_schema"]
             if key.split("/")[1] not in ("publication_tables", "report"):
                 assert schemas and schemas[0]["columns"], key

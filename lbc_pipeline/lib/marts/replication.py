@@ -226,9 +226,9 @@ def replication_text(by_table: pl.DataFrame, totals: dict[str, int]) -> str:
     )
     lines.append(
         f"Tolerances: estimate within {TOLERANCES.estimate_in_se:g} published SE, SE within "
-        f"{TOLERANCES.se_ratio:.0%}, R-squared within {TOLERANCES.r_squared:g} "
-        + "".join(f"({r2:g} for Table {t} Model {m}) " for (t, m), r2 in TOLERANCES.r_squared_overrides.items())
-        + "N equal."
+        f"{TOLERANCES.se_ratio:.0%}, R-squared within {TOLERANCES.r_squared:g}"
+        + "".join(f" ({r2:g} for Table {t} Model {m})" for (t, m), r2 in TOLERANCES.r_squared_overrides.items())
+        + ", N equal."
     )
     return "\n".join(lines)
 
