@@ -51,15 +51,18 @@ def warehouse_resource() -> WarehouseResource:
     return WarehouseResource()
 
 
+_DEFAULTS = QualitySettings()  # the thresholds are declared once, in lib/quality/rules.py
+
+
 class QualityConfig(ConfigurableResource):
-    """Thresholds of the WARN-level data-quality checks."""
+    """Thresholds of the data-quality checks, settable per run in the launchpad."""
 
     max_exclusion_share: float = Field(
-        default=0.10, description="WARN when one exclusion reason applies to more than this share of valid questionnaires")
+        default=_DEFAULTS.max_exclusion_share, description="WARN when one exclusion reason applies to more than this share of valid questionnaires")
     attrition_alpha: float = Field(
-        default=0.05, description="WARN when excluded and analysed children differ at p below this")
+        default=_DEFAULTS.attrition_alpha, description="WARN when excluded and analysed children differ at p below this")
     min_group_size: int = Field(
-        default=20, description="Smallest migration group the great-expectations suite accepts")
+        default=_DEFAULTS.min_group_size, description="Smallest migration group the great-expectations suite accepts")
 
     def settings(self) -> QualitySettings:
         return QualitySettings(self.max_exclusion_share, self.attrition_alpha, self.min_group_size)
