@@ -6,7 +6,6 @@ and on the published numbers themselves.
 """
 
 import json
-from pathlib import Path
 
 import polars as pl
 import pytest

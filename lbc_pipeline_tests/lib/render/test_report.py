@@ -6,7 +6,6 @@ hold every section, and never let text from the data break the page.
 import dataclasses
 import json
 from html.parser import HTMLParser
-from pathlib import Path
 
 import polars as pl
 import pytest

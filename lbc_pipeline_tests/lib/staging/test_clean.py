@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from lbc_pipeline_tests.rows import valid_row
-from lbc_pipeline_tests.helpers import distribution, raw_frame, stage
+from lbc_pipeline_tests.helpers import distribution, stage
 from lbc_pipeline.lib.staging.clean import clean_distribution
 from lbc_pipeline.lib.raw.reading import ROW_COLUMN, RawFileError
 
