@@ -87,6 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         wave = generate_scaled_wave(args.n, seed, wave=wave_id, state_dir=args.state_dir)
         out = args.out or incoming_dir() / wave_id
     paths = write_wave(wave, out, args.format)
+    if args.n is None and wave.manifest["wave"] == REFERENCE_WAVE:
+        # the reference wave's SYNTHETIC interview demo set (csv tables and a .qdpx export)
+        from lbc_pipeline.synthetic import interviews
+
+        demo = interviews.generate_demo_set(survey=wave) if seed == REFERENCE_SEED else None
+        if demo is not None:
+            paths += interviews.write_demo_set(demo, out / interviews.FOLDER)
     counts = {**wave.manifest["expected"], **wave.manifest.get("expected_groups", {})}
     print(
         f"wave {wave.manifest['wave']} (SYNTHETIC): {wave.questionnaires.height} keyed rows; expected "
