@@ -34,6 +34,7 @@ from xml.etree import ElementTree as ET
 import numpy as np
 import polars as pl
 
+from lbc_pipeline.lib.qualitative.staging import INFORMANT_PREFIXES
 from lbc_pipeline.synthetic import names
 from lbc_pipeline.synthetic.generate import (
     FIELDWORK,
@@ -61,18 +62,7 @@ HEAD_TEACHERS_PER_SCHOOL = {"S1": 1, "S2": 2, "S3": 2, "S4": 2}
 TEACHERS_PER_SCHOOL = {"S1": 1, "S2": 2, "S3": 2, "S4": 1}
 # Children were chosen by their parents' migration (most with a migrant mother).
 CHILD_GROUPS = ("mother",) * 5 + ("both",) * 6 + ("father",) * 4 + ("none",) * 3
-# The informant code's first two characters: group and school. The published excerpts show
-# 04 (children, ethnic-Korean primary), 06 (children, ethnic-Korean secondary), 08
-# (children, a Han secondary school), 16 (a head teacher, ethnic-Korean secondary), 18 (a
-# teacher, a Han secondary school) and 40 (grandparents); the other prefixes continue the
-# pattern (one even number per school, children 04-10, teachers 14-20, parents 24-30,
-# grandparents 40-46).
-INFORMANT_PREFIXES = {
-    "child": {"S1": "04", "S2": "06", "S3": "08", "S4": "10"},
-    "teacher": {"S1": "14", "S2": "16", "S3": "18", "S4": "20"},
-    "parent": {"S1": "24", "S2": "26", "S3": "28", "S4": "30"},
-    "grandparent": {"S1": "40", "S2": "42", "S3": "44", "S4": "46"},
-}
+# The informant code's scheme (first two characters: group and school) is the pipeline's own rule.
 DURATION_MINUTES = {"child": (24, 36), "teacher": (60, 90), "parent": (40, 60), "grandparent": (40, 60)}
 DESTINATIONS = {"mother": "South Korea", "both": "South Korea", "father": "another city in China", "none": None}
 LATER_VISIT_DAYS = 21  # parents and grandparents were met up to three weeks after their child
