@@ -15,7 +15,7 @@ SECTION_KEY = "interviews"
 ANCHOR = "interviews"
 SYNTHETIC_NOTE = ("SYNTHETIC interview demo set: written for this product from templates, not the study's "
                   "interviews and not the paper's excerpts")
-CELL_W, CELL_H, LABEL_W, HEAD_H = 64, 22, 330, 70
+CELL_W, CELL_H, LABEL_W, HEAD_H = 84, 22, 330, 60
 COLUMNS = (("role_group", "child"), ("role_group", "teacher"), ("role_group", "parent"), ("role_group", "grandparent"),
            ("migration_group", "none"), ("migration_group", "mother"), ("migration_group", "father"),
            ("migration_group", "both"))
@@ -80,11 +80,14 @@ def interviews_section(wave: str, synthetic: bool, registry: pl.DataFrame, quara
         f"{n} interviews passed every rule; {quarantine.height} delivered row(s) broke a rule and are quarantined "
         "(staging.interview_quarantine). Names of people and schools in excerpts are replaced by role placeholders; "
         "informants are cited by their pseudonymous code."))
+    shown = registry.rename({"grp": "group", "n_interviews": "interviews", "duration_min_min": "shortest",
+                             "duration_min_median": "median", "duration_min_max": "longest", "first_date": "first",
+                             "last_date": "last"})
     parts.append(frame_table(
-        registry, ["dimension", "grp", "n_interviews", "expected", "duration_min_min", "duration_min_median",
-                   "duration_min_max", "first_date", "last_date"],
-        "Interview registry (marts.interview_registry): interviews, expected by wave.yaml, length in minutes",
-        formats={"duration_min_median": fmt(1)},
+        shown, ["dimension", "group", "interviews", "expected", "shortest", "median", "longest", "first", "last"],
+        "Interview registry (marts.interview_registry): interviews that passed the rules, expected by wave.yaml, "
+        "length in minutes, first and last date",
+        formats={"median": fmt(1)},
         flag=lambda r: r["matches_expected"] is False))
     parts.append("<h3>Code matrix</h3>")
     parts.append(paragraph("Informants coded with each code, by the informant's role group and by the child's "
