@@ -212,3 +212,21 @@ def test_a_project_written_by_hand_is_read(tmp_path: Path) -> None:
     codebook = frames["codebook"].select("code", "parent_code", "hypothesis", "stance", "label").rows()
     assert codebook == [("peers", None, "H3", "context", None), ("peers.no_disclosure", "peers", "H3", "qualifies", "Not telling")]
     assert frames["interviews"].select("interview_id", "consent").row(0) == ("I1", "child_and_guardian")
+
+
+def test_a_changed_interview_file_changes_the_delivery_fingerprint(tmp_path: Path) -> None:
+    """The sensor loads a wave again when its fingerprint changes: interviews count."""
+    from lbc_pipeline.lib.raw.loading import inspect_delivery
+    from lbc_pipeline_tests.lib.qualitative.conftest import REFERENCE
+
+    wave = tmp_path / "2019"
+    wave.mkdir()
+    for name in ("questionnaires.csv", "distribution.csv", "wave.yaml"):
+        (wave / name).write_bytes((REFERENCE / name).read_bytes())
+    without = inspect_delivery(wave)
+    copy_demo(wave / "interviews")
+    with_interviews = inspect_delivery(wave)
+    assert "interviews/segments.csv" in with_interviews.files
+    assert with_interviews.fingerprint != without.fingerprint
+    (wave / "interviews" / "segments.csv").write_text("interview_id,segment_id,code,text\n", encoding="utf-8")
+    assert inspect_delivery(wave).changes_since(with_interviews.files).startswith("interviews/segments.csv")
