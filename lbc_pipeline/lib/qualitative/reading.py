@@ -12,10 +12,9 @@ raises the survey strand's `RawFileError`, which names the file, the row and the
 the transcripts under `sources/`. The XML is parsed with defusedxml and every DTD, entity
 declaration and external reference is refused (a REFI-QDA project needs none), so a project
 cannot make the parser read local files, reach the network or expand without bound. The
-checks made here are the parts of the REFI-QDA schema (Project-mrt2019.xsd) the pipeline
-relies on: the root element and namespace, `guid`/`name` on codes, sources and selections,
-integer `startPosition`/`endPosition` inside the transcript, references to declared
-variables; the schema itself is not validated (no XSD validator is installed).
+project is then validated against the REFI-QDA 1.5 schema (`reference/Project-mrt2019.xsd`,
+MIT, with lxml), and the reader checks what the schema cannot: selections inside their
+transcript, references to declared variables, transcripts present in the archive.
 REFI codes carry only a name: the code book's label, hypothesis, stance and definition are
 read from `key: value` lines of the code's Description (the convention of the demo export).
 """
@@ -27,18 +26,23 @@ import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
 import polars as pl
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+from lxml import etree
+
+from lbc_pipeline.config import REFERENCE_DIR
 
 from lbc_pipeline.lib.raw.reading import READERS, RESERVED_COLUMNS, ROW_COLUMN, RawFileError, file_sha256
 
 FOLDER = "interviews"
 TABLE_EXTENSIONS = ("csv", "xlsx")
 QDA_NAMESPACE = "urn:QDA-XML:project:1.0"
+PROJECT_XSD = REFERENCE_DIR / "Project-mrt2019.xsd"
 PROJECT_ENTRY = "project.qde"
 MAX_PROJECT_BYTES = 256 * 1024 * 1024  # a larger project.qde is refused (zip bomb guard)
 MAX_SOURCE_BYTES = 64 * 1024 * 1024
@@ -164,7 +168,28 @@ def parse_project(path: Path, data: bytes) -> Element:
     if root.tag != _q("Project"):
         raise RawFileError(path, f"{PROJECT_ENTRY}: the root element is {root.tag!r}, not a REFI-QDA "
                            f"<Project> in namespace {QDA_NAMESPACE}")
+    validate_project(path, data)
     return root
+
+
+@cache
+def project_schema() -> etree.XMLSchema:
+    """The REFI-QDA 1.5 project schema (Project-mrt2019.xsd, MIT, shipped in reference/)."""
+    return etree.XMLSchema(etree.parse(str(PROJECT_XSD), _LXML_PARSER))
+
+
+# lxml only ever sees bytes that defusedxml accepted (no DTD, no entity); it is told not to
+# load DTDs, resolve entities or use the network all the same.
+_LXML_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+
+
+def validate_project(path: Path, data: bytes) -> None:
+    """Raise `RawFileError` (with the line) when project.qde breaks the REFI-QDA schema."""
+    schema = project_schema()
+    if not schema.validate(etree.fromstring(data, _LXML_PARSER)):
+        error = schema.error_log.last_error
+        raise RawFileError(path, f"{PROJECT_ENTRY} does not follow the REFI-QDA project schema "
+                           f"({PROJECT_XSD.name}) at line {error.line}: {error.message}")
 
 
 def _attr(path: Path, element: Element, name: str, what: str, ordinal: int) -> str:

@@ -230,3 +230,17 @@ def test_a_changed_interview_file_changes_the_delivery_fingerprint(tmp_path: Pat
     assert with_interviews.fingerprint != without.fingerprint
     (wave / "interviews" / "segments.csv").write_text("interview_id,segment_id,code,text\n", encoding="utf-8")
     assert inspect_delivery(wave).changes_since(with_interviews.files).startswith("interviews/segments.csv")
+
+
+@pytest.mark.parametrize("old, new", [
+    (b' isCodable="true"', b""),  # a Code without its required isCodable attribute
+    (b"<Users>", b"<Persons>"),  # an element the schema does not know
+    (b'typeOfVariable="Integer"', b'typeOfVariable="Number"'),  # a variable type outside the enumeration
+])
+def test_a_project_that_breaks_the_refi_qda_schema_is_refused(tmp_path: Path, old: bytes, new: bytes) -> None:
+    xml = _project_xml()
+    if old == b"<Users>":
+        xml = xml.replace(b"</Users>", b"</Persons>", 1)
+    path = _rezip(tmp_path / "invalid.qdpx", xml.replace(old, new, 1))
+    with pytest.raises(RawFileError, match=r"does not follow the REFI-QDA project schema \(Project-mrt2019.xsd\) at line \d+"):
+        read_qdpx(path)
