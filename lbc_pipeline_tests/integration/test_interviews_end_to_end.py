@@ -17,6 +17,7 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from lbc_pipeline.cli import run_waves
+from lbc_pipeline.lib.io.warehouse import read_sql
 from lbc_pipeline_tests.lib.qualitative.conftest import DEMO
 from lbc_pipeline_tests.rows import DISTRIBUTION, FIELDWORK, varied_rows, write_wave
 
@@ -76,6 +77,8 @@ def test_no_interviews_and_hostile_interviews_leave_the_survey_as_it_is(data_env
         assert len(rejected) == 1 and rejected[0][0] == "hostile" and rejected[0][1].endswith("interviews.qdpx")
         assert "external entity" in rejected[0][2]
         assert con.execute("select count(*) from raw.interviews").fetchall()[0][0] == 0
+        for example in ("examples/05_interviews_joint_display", "examples/06_interview_quarantine"):
+            assert con.sql(read_sql(example)).fetchall() == []  # the users' queries run on an empty strand
         for table in ("staging.interviews", "marts.triangulation"):
             assert con.execute(f"select count(*) from {table} where wave = 'hostile'").fetchall()[0][0] == 0
         # the survey strand's results are those of the same questionnaires without interviews
