@@ -18,7 +18,7 @@ from polars.testing import assert_frame_equal
 
 from lbc_pipeline.cli import run_waves
 from lbc_pipeline.lib.io.warehouse import read_sql
-from lbc_pipeline_tests.lib.qualitative.conftest import DEMO
+from lbc_pipeline_tests.lib.qualitative.conftest import DEMO, copy_demo
 from lbc_pipeline_tests.rows import DISTRIBUTION, FIELDWORK, varied_rows, write_wave
 
 SCHOOLS = [dict(s, distributed="120") for s in DISTRIBUTION] + [
@@ -35,7 +35,8 @@ def _wave(data: Path, wave: str, interviews: bool) -> Path:
 
 
 def _rows(con, table: str, wave: str) -> pl.DataFrame:
-    frame = con.sql(f"select * from {table} where wave = $w", params={"w": wave}).pl().drop("wave")
+    frame = con.sql(f"select * from {table} where wave = $w", params={"w": wave}).pl()
+    frame = frame.drop("wave", *[c for c in ("t_value", "p_value") if c in frame.columns])
     keys = [c for c, dtype in frame.schema.items() if not dtype.is_float()]
     return frame.sort(keys)
 
@@ -52,13 +53,43 @@ def _hostile_qdpx(path: Path) -> None:
             target.writestr(info, data)
 
 
+def _no_consent_column(folder: Path) -> None:
+    copy_demo(folder)
+    pl.read_csv(folder / "interviews.csv", infer_schema=False).drop("consent").write_csv(folder / "interviews.csv")
+
+
+def _unknown_code(folder: Path) -> None:
+    copy_demo(folder)
+    segments = pl.read_csv(folder / "segments.csv", infer_schema=False)
+    segments.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("peers.gossip")).otherwise(pl.col("code"))
+                          .alias("code")).write_csv(folder / "segments.csv")
+
+
+def _broken_zip(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    (folder / "interviews.qdpx").write_bytes((DEMO / "interviews.qdpx").read_bytes()[:3000])
+
+
+def _xxe(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    _hostile_qdpx(folder / "interviews.qdpx")
+
+
+# wave -> (how its interviews are spoiled, what raw.rejected_files says, or None: quarantined)
+HOSTILE = {
+    "noconsent": (_no_consent_column, "required column(s) of the interviews table missing: consent"),
+    "brokenzip": (_broken_zip, "a .qdpx is a zip archive"),
+    "xxe": (_xxe, "external entity"),
+    "unknowncode": (_unknown_code, None),
+}
+
+
 def test_no_interviews_and_hostile_interviews_leave_the_survey_as_it_is(data_env):
     _wave(data_env, "plain", interviews=False)
-    hostile = _wave(data_env, "hostile", interviews=False) / "interviews"
-    hostile.mkdir()
-    _hostile_qdpx(hostile / "interviews.qdpx")
-    summary = run_waves(["plain", "hostile"])
-    assert summary.code == 1  # the hostile wave's interview strand failed
+    for wave, (spoil, _) in HOSTILE.items():
+        spoil(_wave(data_env, wave, interviews=False) / "interviews")
+    summary = run_waves(["plain", *HOSTILE])
+    assert summary.code == 1  # three waves' interview strands failed
 
     # the wave without interviews: the interview checks pass, empty interview tables, a note in the report
     plain_checks = summary.checks["plain"]
@@ -66,27 +97,34 @@ def test_no_interviews_and_hostile_interviews_leave_the_survey_as_it_is(data_env
     assert plain_checks["no_raw_names_outside_raw"] == (True, "ERROR")
     report = (data_env / "reports" / "plain" / "report.html").read_text(encoding="utf-8")
     assert "delivered no interviews" in report
-
-    # the hostile wave: the survey's checks ran with the same outcomes; its interview checks never ran
-    hostile_checks = summary.checks["hostile"]
     survey_checks = {k: v for k, v in plain_checks.items() if k not in ("interview_registry_matches_design",
                                                                       "no_raw_names_outside_raw")}
-    assert hostile_checks == survey_checks
     with duckdb.connect(str(data_env / "warehouse" / "lbc.duckdb"), read_only=True) as con:
-        rejected = con.execute("select wave, file, reason from raw.rejected_files").fetchall()
-        assert len(rejected) == 1 and rejected[0][0] == "hostile" and rejected[0][1].endswith("interviews.qdpx")
-        assert "external entity" in rejected[0][2]
-        assert con.execute("select count(*) from raw.interviews").fetchall()[0][0] == 0
+        rejected = {w: (f, r) for w, f, r in con.execute("select wave, file, reason from raw.rejected_files").fetchall()}
+        assert set(rejected) == {w for w, (_, message) in HOSTILE.items() if message}
+        for wave, (_, message) in HOSTILE.items():
+            # the survey's checks ran with the plain wave's outcomes
+            assert {k: v for k, v in summary.checks[wave].items() if k in survey_checks} == survey_checks, wave
+            # the survey strand's results are those of the same questionnaires without interviews
+            for table in SURVEY_TABLES:
+                # The teacher-attitude factor is refitted from random starts (stack_notes.md): two
+                # waves of the same rows, neither with interviews, gave estimates up to 7.2e-7
+                # apart and t-values up to 4.8e-3 apart (where SEs are tiny); t and p are left out.
+                assert_frame_equal(_rows(con, table, wave), _rows(con, table, "plain"), abs_tol=1e-5)
+            if message:  # a clear error naming the file; nothing of the interviews written
+                assert message in rejected[wave][1], wave
+                assert "interview_registry_matches_design" not in summary.checks[wave]
+                for table in ("raw.interviews", "staging.interviews", "marts.triangulation"):
+                    assert con.execute(f"select count(*) from {table} where wave = ?", [wave]).fetchall()[0][0] == 0
+        # the unknown code: one segment quarantined, the rest of the strand built
+        quarantine = con.execute("select rule, column_name, raw_value from staging.interview_quarantine "
+                                 "where wave = 'unknowncode'").fetchall()
+        assert quarantine == [("unknown_code", "code", "peers.gossip")]
+        assert con.execute("select count(*) from marts.triangulation where wave = 'unknowncode'").fetchall()[0][0] == 3
+        assert summary.checks["unknowncode"]["no_raw_names_outside_raw"] == (True, "ERROR")
         for example in ("examples/05_interviews_joint_display", "examples/06_interview_quarantine"):
-            assert con.sql(read_sql(example)).fetchall() == []  # the users' queries run on an empty strand
-        for table in ("staging.interviews", "marts.triangulation"):
-            assert con.execute(f"select count(*) from {table} where wave = 'hostile'").fetchall()[0][0] == 0
-        # the survey strand's results are those of the same questionnaires without interviews
-        for table in SURVEY_TABLES:
-            # (the teacher-attitude factor is refitted from random starts: estimates agree to about 1e-7)
-            assert_frame_equal(_rows(con, table, "hostile"), _rows(con, table, "plain"), abs_tol=1e-6)
-    assert (data_env / "reports" / "hostile" / "report.html").exists()
-    assert "root:" not in (data_env / "reports" / "hostile" / "report.html").read_text(encoding="utf-8")
+            assert con.sql(read_sql(example)).fetchall()  # the users' queries run
+    assert "root:" not in (data_env / "reports" / "xxe" / "report.html").read_text(encoding="utf-8")
 
 
 def test_a_missing_interview_fails_the_registry_check_and_blocks_the_joint_display(data_env):
