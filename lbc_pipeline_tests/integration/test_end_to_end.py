@@ -200,6 +200,7 @@ def test_artifacts_and_publication_files_are_written(reference_run):
 def test_reference_interviews_are_triangulated_and_no_planted_name_leaves_raw(reference_run):
     """Acceptance of the interview strand: 41 = 18 + 13 + 7 + 3, H1 convergent, H2 convergent
     with the null finding, H3 complementary, and no planted name outside raw or in the report."""
+    from lbc_pipeline.lib.io.warehouse import read_sql
     from lbc_pipeline.lib.qualitative.privacy import find_leaks, text_values
     from lbc_pipeline.synthetic.interviews import generate_demo_set
 
@@ -210,6 +211,8 @@ def test_reference_interviews_are_triangulated_and_no_planted_name_leaves_raw(re
         labels = dict(con.execute("select hypothesis, agreement from marts.triangulation where wave = '2019'").fetchall())
         h2 = con.execute("select agreement_note from marts.triangulation where hypothesis = 'H2'").fetchall()[0][0]
         texts = text_values(con)
+        joint = con.sql(read_sql("examples/05_interviews_joint_display")).pl()
+    assert joint["hypothesis"].unique().sort().to_list() == ["H1", "H2", "H3"] and joint["excerpt"].null_count() == 0
     assert registry == {"all": 41, "child": 18, "teacher": 13, "parent": 7, "grandparent": 3}
     assert labels == {"H1": "convergent", "H2": "convergent", "H3": "complementary"}
     assert "null finding" in h2
