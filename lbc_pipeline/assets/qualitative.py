@@ -124,7 +124,10 @@ def summarise_interviews(context: AssetExecutionContext, duckdb: DuckDBResource)
     with duckdb.get_connection() as con:
         staged = {t: read_wave(con, t, wave) for t in pipeline.STAGING_TABLES}
         delivered = not read_wave(con, "raw.interviews", wave).is_empty()
-    expected = qm.expected_interviews(wave_folder(wave))
+    try:
+        expected = qm.expected_interviews(wave_folder(wave))
+    except ValueError as exc:  # an interviews.expected block with unknown keys
+        raise Failure(description=str(exc)) from None
     tables = pipeline.summarise(staged, expected, wave)
     with duckdb.get_connection() as con:
         replace_wave(con, tables, wave)

@@ -167,3 +167,10 @@ def test_cooccurrence_on_three_hand_made_interviews() -> None:
     assert (overall["n_interviews_a"], overall["n_interviews_b"], overall["jaccard"]) == (2, 3, pytest.approx(2 / 3))
     teacher = got.filter((pl.col("dimension") == "role_group") & (pl.col("grp") == "teacher"))
     assert teacher.is_empty()  # the teacher's interview holds one code only
+
+
+def test_unknown_expected_keys_are_refused(tmp_path) -> None:
+    (tmp_path / "wave.yaml").write_text("wave: w\ninterviews:\n  expected:\n    teachers: 13\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown interviews.expected keys"):
+        qm.expected_interviews(tmp_path)
+    assert qm.expected_interviews(tmp_path / "absent") == {}
