@@ -62,7 +62,9 @@ def find_leaks(texts: dict[str, Iterable[str]], names: Iterable[str]) -> list[tu
     names = sorted({n for n in names if n and len(n) >= MIN_ENTRY_LENGTH}, key=lambda n: (-len(n), n))
     if not names:
         return []
-    pattern = re.compile("|".join(re.escape(n) for n in names))
+    # names in Latin letters match whole words only ("Li" is not found in "Likert")
+    pattern = re.compile("|".join(rf"(?<![A-Za-z]){re.escape(n)}(?![A-Za-z])" if re.search("[A-Za-z]", n)
+                                  else re.escape(n) for n in names))
     leaks = set()
     for where, values in texts.items():
         for value in values:

@@ -15,7 +15,7 @@ SECTION_KEY = "interviews"
 ANCHOR = "interviews"
 SYNTHETIC_NOTE = ("SYNTHETIC interview demo set: written for this product from templates, not the study's "
                   "interviews and not the paper's excerpts")
-CELL_W, CELL_H, LABEL_W, HEAD_H = 84, 22, 330, 60
+CELL_W, CELL_H, LABEL_W, HEAD_H = 84, 22, 430, 60
 COLUMNS = (("role_group", "child"), ("role_group", "teacher"), ("role_group", "parent"), ("role_group", "grandparent"),
            ("migration_group", "none"), ("migration_group", "mother"), ("migration_group", "father"),
            ("migration_group", "both"))
@@ -95,11 +95,15 @@ def interviews_section(wave: str, synthetic: bool, registry: pl.DataFrame, quara
                            "interviews (marts.interview_code_frequencies)."))
     parts.append(f'<figure id="code-matrix">{heat_map_svg(frequencies, codes)}</figure>')
     parts.append("<h3>Joint display: survey and interviews</h3>")
-    parts.append(frame_table(
-        triangulation, ["hypothesis", "topic", "survey_finding", "survey_evidence", "n_informants_supports",
-                        "n_informants_qualifies", "n_informants_contradicts", "informants_by_role", "agreement",
-                        "agreement_note"],
-        "Triangulation (marts.triangulation): informants per stance and the agreement label"))
+    shown = triangulation.select(
+        pl.format("{} ({})", "hypothesis", "topic").alias("hypothesis"),
+        pl.format("{}: {}", "survey_finding", "survey_evidence").alias("survey (Table 4)"),
+        pl.format("{} / {} / {}", "n_informants_supports", "n_informants_qualifies", "n_informants_contradicts")
+        .alias("interviews: support / qualify / contradict"),
+        pl.col("informants_by_role").alias("informants by role"),
+        "agreement", pl.col("agreement_note").alias("why"))
+    parts.append(frame_table(shown, shown.columns,
+                             "Triangulation (marts.triangulation): informants per stance and the agreement label"))
     for t in triangulation.iter_rows(named=True):
         items = examples.filter(pl.col("hypothesis") == t["hypothesis"]).sort("rank")
         if items.is_empty():

@@ -81,3 +81,7 @@ def test_no_planted_name_survives_staging(demo_staged, demo_raw) -> None:
 
 def test_find_leaks_names_the_place() -> None:
     assert find_leaks({"t.c": ["a 程文 b", "clean"]}, ["程文", "x"]) == [("t.c", "程文")]
+
+
+def test_find_leaks_matches_latin_names_as_whole_words() -> None:
+    assert find_leaks({"t.c": ["a Likert scale", "Teacher Li came"]}, ["Li"]) == [("t.c", "Li")]
