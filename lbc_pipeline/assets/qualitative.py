@@ -41,6 +41,7 @@ _RAW = [AssetDep(t.split(".")) for t in pipeline.RAW_TABLES[:3]]
 _STAGING = [AssetDep(t.split(".")) for t in pipeline.STAGING_TABLES]
 _SURVEY_RAW = [AssetDep(["raw", "questionnaires"]), AssetDep(["raw", "distribution"])]
 REGISTRY_CHECK = "interview_registry_matches_design"
+QUARANTINE_CHECK = "interview_rows_pass_the_rules"
 
 
 def _spec(table: str, description: str, deps=()) -> AssetSpec:
@@ -85,6 +86,9 @@ def load_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
         _spec("staging.interview_segments", "One row per coded segment that passed every rule, excerpt redacted.", _RAW + _SURVEY_RAW),
         _spec("staging.interview_quarantine", "One row per delivered row x rule it breaks (consent, codes, informant codes, durations, ...).", _RAW + _SURVEY_RAW),
     ],
+    check_specs=[AssetCheckSpec(QUARANTINE_CHECK, asset=["staging", "interview_quarantine"],
+                                description="WARN when delivered interview rows broke a rule and were left out "
+                                "(staging.interview_quarantine lists them by table, row, column and rule).")],
     partitions_def=wave_partitions,
 )
 def stage_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
@@ -105,6 +109,13 @@ def stage_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
         if table == "staging.interview_segments":
             metadata["names_replaced"] = int(frame["n_redactions"].sum() or 0)
         yield MaterializeResult(asset_key=table.split("."), metadata=metadata)
+    by_rule = {r: int(n) for r, n in staged.quarantine.group_by("rule").len().sort("rule").iter_rows()}
+    yield AssetCheckResult(
+        check_name=QUARANTINE_CHECK, asset_key=["staging", "interview_quarantine"], passed=not by_rule,
+        severity=AssetCheckSeverity.WARN,
+        description="no interview row broke a rule" if not by_rule else
+        f"{staged.quarantine.height} rule break(s) left rows out: " + ", ".join(f"{r} {n}" for r, n in by_rule.items()),
+        metadata={"by_rule": by_rule or {"none": 0}})
 
 
 @multi_asset(

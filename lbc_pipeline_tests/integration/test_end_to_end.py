@@ -60,7 +60,7 @@ def test_reference_flow(reference_run):
 
 def test_every_check_passes_on_the_reference_wave(reference_run):
     checks = reference_run[0].checks["2019"]
-    assert len(checks) == 8  # 6 of the survey strand, 2 of the interview strand
+    assert len(checks) == 9  # 6 of the survey strand, 3 of the interview strand
     assert {name: passed for name, (passed, _) in checks.items()} == {name: True for name in checks}
 
 

@@ -95,10 +95,10 @@ def test_no_interviews_and_hostile_interviews_leave_the_survey_as_it_is(data_env
     plain_checks = summary.checks["plain"]
     assert plain_checks["interview_registry_matches_design"] == (True, "ERROR")
     assert plain_checks["no_raw_names_outside_raw"] == (True, "ERROR")
+    assert plain_checks["interview_rows_pass_the_rules"] == (True, "WARN")
     report = (data_env / "reports" / "plain" / "report.html").read_text(encoding="utf-8")
     assert "delivered no interviews" in report
-    survey_checks = {k: v for k, v in plain_checks.items() if k not in ("interview_registry_matches_design",
-                                                                      "no_raw_names_outside_raw")}
+    survey_checks = {k: v for k, v in plain_checks.items() if not k.startswith(("interview_", "no_raw_names"))}
     with duckdb.connect(str(data_env / "warehouse" / "lbc.duckdb"), read_only=True) as con:
         rejected = {w: (f, r) for w, f, r in con.execute("select wave, file, reason from raw.rejected_files").fetchall()}
         assert set(rejected) == {w for w, (_, message) in HOSTILE.items() if message}
@@ -122,6 +122,7 @@ def test_no_interviews_and_hostile_interviews_leave_the_survey_as_it_is(data_env
         assert quarantine == [("unknown_code", "code", "peers.gossip")]
         assert con.execute("select count(*) from marts.triangulation where wave = 'unknowncode'").fetchall()[0][0] == 3
         assert summary.checks["unknowncode"]["no_raw_names_outside_raw"] == (True, "ERROR")
+        assert summary.checks["unknowncode"]["interview_rows_pass_the_rules"] == (False, "WARN")
         for example in ("examples/05_interviews_joint_display", "examples/06_interview_quarantine"):
             assert con.sql(read_sql(example)).fetchall()  # the users' queries run
     assert "root:" not in (data_env / "reports" / "xxe" / "report.html").read_text(encoding="utf-8")
