@@ -165,7 +165,10 @@ def triangulate(context: AssetExecutionContext, duckdb: DuckDBResource):
         staged = {t: read_wave(con, t, wave) for t in pipeline.STAGING_TABLES}
         hypotheses = read_wave(con, "marts.hypotheses", wave)
         distribution = read_wave(con, "raw.distribution", wave)
-    tables = pipeline.joint_display(hypotheses, staged, distribution, wave)
+    try:
+        tables = pipeline.joint_display(hypotheses, staged, distribution, wave)
+    except ValueError as exc:  # marts.hypotheses lacks a hypothesis for this wave
+        raise Failure(description=str(exc)) from None
     with duckdb.get_connection() as con:
         replace_wave(con, tables, wave)
     labels = {r["hypothesis"]: r["agreement"] for r in tables["marts.triangulation"].iter_rows(named=True)}
