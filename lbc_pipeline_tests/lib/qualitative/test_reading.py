@@ -9,7 +9,6 @@ local files or never finish.
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 
