@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 import lbc_pipeline
+from lbc_pipeline.assets import qualitative
 from lbc_pipeline.definitions import defs
 from lbc_pipeline.jobs import CROSS_WAVE_KEYS
 
@@ -33,7 +34,12 @@ def test_every_asset_is_partitioned_by_wave_and_prefixed_by_its_schema():
             continue
         assert node.partitions_def is not None and node.partitions_def.name == "wave", key
         assert key.path[0] in ("raw", "staging", "analysis", "marts"), key
-        assert node.group_name == key.path[0], key
+        # the interview strand is one group across schemas (raw/staging/marts)
+        assert node.group_name == ("qualitative" if key in INTERVIEW_KEYS else key.path[0]), key
+
+
+INTERVIEW_KEYS = {key for a in (qualitative.load_interviews, qualitative.stage_interviews, qualitative.summarise_interviews,
+                                qualitative.triangulate, qualitative.report_interviews) for key in a.keys}
 
 
 def test_checks_are_defined_and_the_flow_guards_block():
@@ -43,6 +49,8 @@ def test_checks_are_defined_and_the_flow_guards_block():
             "differential_attrition", "analytic_sample_expectations"} <= set(checks)
     blocking = {k.name for k in graph.asset_check_keys if graph.get_check_spec(k).blocking}
     assert {"sample_flow_conservation", "sample_flow_expected_counts", "analytic_sample_expectations"} <= blocking
+    assert "interview_registry_matches_design" in blocking  # it blocks the joint display
+    assert "no_raw_names_outside_raw" in checks
 
 
 def test_lib_never_imports_dagster():

@@ -1,7 +1,8 @@
 """`lbc generate`: write a synthetic wave to a folder: the reference wave 2019, its
 synthetic follow-up 2021, or a scaled wave.
 
-    lbc generate                                   # reference wave 2019 -> data/raw/2019, csv
+    lbc generate                                   # reference wave 2019 -> data/raw/2019, csv,
+                                                   # with its interview demo set in interviews/
     lbc generate --format sav --out /tmp/w2019     # the same wave as SPSS files
     lbc generate --wave 2021 --seed 2021 --out data/demo/2021   # the follow-up (demo copy)
     lbc generate --n 1000000 --format parquet --out /tmp/scale1m   # a scaled wave
@@ -39,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"published tables of Wang (2023); with --wave {FOLLOW_UP_WAVE} a synthetic follow-up of its "
         "four schools (not calibrated: the 2019 children resampled with documented shifts, "
         "see FollowUpShifts in lbc_pipeline/synthetic/generate.py); or with --n a scaled "
-        "wave of N questionnaires.",
+        "wave of N questionnaires. The reference wave (seed 2019) comes with its SYNTHETIC interview "
+        "demo set in <out>/interviews (three CSVs and a REFI-QDA .qdpx; lbc_pipeline/synthetic/interviews.py).",
         epilog=f"The follow-up is not written into data/raw (the main job processes every wave "
         f"there): by default it goes to data/incoming/{FOLLOW_UP_WAVE}, where the sensor picks it "
         f"up; a copy is committed under data/demo/{FOLLOW_UP_WAVE}.",
@@ -87,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         wave = generate_scaled_wave(args.n, seed, wave=wave_id, state_dir=args.state_dir)
         out = args.out or incoming_dir() / wave_id
     paths = write_wave(wave, out, args.format)
+    if args.n is None and wave.manifest["wave"] == REFERENCE_WAVE:
+        # the reference wave's SYNTHETIC interview demo set (csv tables and a .qdpx export)
+        from lbc_pipeline.synthetic import interviews
+
+        demo = interviews.generate_demo_set(survey=wave) if seed == REFERENCE_SEED else None
+        if demo is not None:
+            paths += interviews.write_demo_set(demo, out / interviews.FOLDER)
     counts = {**wave.manifest["expected"], **wave.manifest.get("expected_groups", {})}
     print(
         f"wave {wave.manifest['wave']} (SYNTHETIC): {wave.questionnaires.height} keyed rows; expected "

@@ -60,7 +60,7 @@ def test_reference_flow(reference_run):
 
 def test_every_check_passes_on_the_reference_wave(reference_run):
     checks = reference_run[0].checks["2019"]
-    assert len(checks) == 6
+    assert len(checks) == 9  # 6 of the survey strand, 3 of the interview strand
     assert {name: passed for name, (passed, _) in checks.items()} == {name: True for name in checks}
 
 
@@ -195,3 +195,34 @@ def test_artifacts_and_publication_files_are_written(reference_run):
     for stem in ("table_1", "table_2", "table_3", "table_4"):
         for ext in ("md", "html", "tex", "csv"):
             assert (reports / f"{stem}.{ext}").stat().st_size > 0, f"{stem}.{ext}"
+
+
+def test_reference_interviews_are_triangulated_and_no_planted_name_leaves_raw(reference_run):
+    """Acceptance of the interview strand: 41 = 18 + 13 + 7 + 3, H1 convergent, H2 convergent
+    with the null finding, H3 complementary, and no planted name outside raw or in the report."""
+    from lbc_pipeline.lib.io.warehouse import read_sql
+    from lbc_pipeline.lib.qualitative.privacy import find_leaks, text_values
+    from lbc_pipeline.synthetic.interviews import generate_demo_set
+
+    _, data, _ = reference_run
+    with connect(data) as con:
+        registry = dict(con.execute("select grp, n_interviews from marts.interview_registry "
+                                    "where wave = '2019' and dimension in ('total', 'role_group')").fetchall())
+        labels = dict(con.execute("select hypothesis, agreement from marts.triangulation where wave = '2019'").fetchall())
+        h2 = con.execute("select agreement_note from marts.triangulation where hypothesis = 'H2'").fetchall()[0][0]
+        texts = text_values(con)
+        joint = con.sql(read_sql("examples/05_interviews_joint_display")).pl()
+    assert joint["hypothesis"].unique().sort().to_list() == ["H1", "H2", "H3"] and joint["excerpt"].null_count() == 0
+    assert registry == {"all": 41, "child": 18, "teacher": 13, "parent": 7, "grandparent": 3}
+    assert labels == {"H1": "convergent", "H2": "convergent", "H3": "complementary"}
+    assert "null finding" in h2
+    planted = generate_demo_set().planted
+    people = planted.filter(planted["slot"] != "school")["value"].to_list()
+    schools = planted.filter(planted["slot"] == "school")["value"].to_list()
+    report = (data / "reports" / "2019" / "report.html").read_text(encoding="utf-8")
+    assert find_leaks({**texts, "report.html": [report]}, people) == []
+    # schools' names are published by the survey strand (staging.distribution), never by the interviews
+    interview_texts = {k: v for k, v in texts.items() if k.split(".")[1].startswith(("interview", "triangulation"))}
+    section = report[report.index("<!-- section:interviews -->"):]
+    assert find_leaks({**interview_texts, "report#interviews": [section]}, schools) == []
+    assert 'id="interviews"' in report and "<svg" in report

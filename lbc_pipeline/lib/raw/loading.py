@@ -35,12 +35,17 @@ class WaveFiles:
 
     @property
     def delivery(self) -> "Delivery":
-        """The files as delivered: the wave id and each file's sha256 (wave.yaml included)."""
+        """The files as delivered: the wave id and each file's sha256 (wave.yaml and the
+        interviews/ folder's files included)."""
         folder = self.questionnaires.path.parent
         digests = {f.path.name: f.sha256 for f in (self.questionnaires, self.distribution)}
         manifest = folder / "wave.yaml"
         if manifest.exists():
             digests[manifest.name] = file_sha256(manifest)
+        # the optional interviews/ folder (lib/qualitative): a changed interview file is a new delivery
+        for path in sorted((folder / "interviews").glob("*")):
+            if path.is_file():
+                digests[f"interviews/{path.name}"] = file_sha256(path)
         return Delivery(wave=self.manifest.wave, folder=folder, files=digests)
 
     def raw_tables(self, loaded_at: dt.datetime) -> dict[str, pl.DataFrame]:

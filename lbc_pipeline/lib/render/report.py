@@ -381,3 +381,12 @@ def hypotheses_section(hypotheses: pl.DataFrame) -> str:
         ),
         f"<ol>{sentences}</ol>",
     )
+
+
+def with_section(page: str, key: str, body: str) -> str:
+    """The report page with `body` as the marked section `key` just before `</body>`, replacing
+    an earlier copy: the hook for strands built after the report (the interviews)."""
+    begin, end = f"<!-- section:{key} -->", f"<!-- /section:{key} -->"
+    if begin in page and end in page:
+        page = page[:page.index(begin)] + page[page.index(end) + len(end):]
+    return page.replace("</body>", f"{begin}{body}{end}</body>", 1)

@@ -1,0 +1,73 @@
+"""Proof that no raw name leaves the raw layer: the dictionary of names, and a search of every
+text outside `raw` (and of the report) for them.
+
+Person names (the interview registry's names, the survey's `student_name`s) are searched in
+every text column of every non-raw table and in the whole HTML report. School names are
+searched in the interview strand's tables and the report's interview section only: the
+survey strand publishes schools' names on purpose (`staging.distribution`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import duckdb
+
+from lbc_pipeline.lib.qualitative.redact import MIN_ENTRY_LENGTH
+
+INTERVIEW_TABLE_PREFIXES = ("interview", "triangulation")
+
+
+def _names(con: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
+    try:
+        return {r[0].strip() for r in con.execute(sql).fetchall() if r[0] and len(r[0].strip()) >= MIN_ENTRY_LENGTH}
+    except duckdb.CatalogException:
+        return set()
+
+
+def raw_person_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Every person's name the raw layer holds (all waves)."""
+    names = _names(con, "select distinct student_name from raw.questionnaires")
+    columns = [r[0] for r in con.execute(
+        "select column_name from information_schema.columns where table_schema = 'raw' and table_name = 'interviews' "
+        "and column_name like '%name%' and data_type = 'VARCHAR'").fetchall()]
+    for column in columns:
+        names |= _names(con, f'select distinct "{column}" from raw.interviews')
+    return names
+
+
+def raw_school_names(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return _names(con, "select distinct school_name from raw.distribution")
+
+
+def text_values(con: duckdb.DuckDBPyConnection, interview_tables_only: bool = False) -> dict[str, list[str]]:
+    """Distinct values of every text column outside `raw`: `schema.table.column` -> values."""
+    rows = con.execute(
+        "select c.table_schema, c.table_name, c.column_name from information_schema.columns c "
+        "join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name "
+        "where c.table_schema not in ('raw', 'information_schema', 'pg_catalog') and c.data_type = 'VARCHAR' "
+        "and t.table_type = 'BASE TABLE' and c.table_catalog = current_database() order by 1, 2, 3").fetchall()
+    out = {}
+    for schema, table, column in rows:
+        if interview_tables_only and not table.startswith(INTERVIEW_TABLE_PREFIXES):
+            continue
+        values = con.execute(f'select distinct "{column}" from "{schema}"."{table}" where "{column}" is not null').fetchall()
+        out[f"{schema}.{table}.{column}"] = [v[0] for v in values]
+    return out
+
+
+def find_leaks(texts: dict[str, Iterable[str]], names: Iterable[str]) -> list[tuple[str, str]]:
+    """(where, name) for every name found inside a text."""
+    names = sorted({n for n in names if n and len(n) >= MIN_ENTRY_LENGTH}, key=lambda n: (-len(n), n))
+    if not names:
+        return []
+    # names in Latin letters match whole words only ("Li" is not found in "Likert")
+    pattern = re.compile("|".join(rf"(?<![A-Za-z]){re.escape(n)}(?![A-Za-z])" if re.search("[A-Za-z]", n)
+                                  else re.escape(n) for n in names))
+    leaks = set()
+    for where, values in texts.items():
+        for value in values:
+            for match in pattern.finditer(value or ""):
+                leaks.add((where, match.group(0)))
+    return sorted(leaks)
