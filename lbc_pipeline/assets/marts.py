@@ -11,7 +11,7 @@ from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import table_metadata
 from lbc_pipeline.config import REFERENCE_DIR, artifacts_dir, read_manifest, reports_dir, wave_folder
 from lbc_pipeline.lib.marts import models, replication, tables
-from lbc_pipeline.lib.render import report
+from lbc_pipeline.lib.render import figure_files, report, sensitivity_sections
 from lbc_pipeline.lib.marts_docs import MARTS_DOCS
 from lbc_pipeline.lib.io.warehouse import create_views, read_wave, replace_wave
 
@@ -68,6 +68,9 @@ def describe_sample(context: AssetExecutionContext, duckdb: DuckDBResource):
 
 
 _FITS = [AssetDep(["marts", "model_coefficients"]), AssetDep(["marts", "model_fit"])]
+# The report embeds the figures and the sensitivity marts (assets/sensitivity.py).
+SENSITIVITY = [AssetDep(["marts", t]) for t in ("figures", "simple_slopes", "johnson_neyman", "cluster_sensitivity",
+                                                 "multilevel_icc", "mcar_test", "mi_coefficients", "robustness")]
 
 
 @multi_asset(
@@ -104,7 +107,7 @@ def compare_with_paper(context: AssetExecutionContext, duckdb: DuckDBResource):
         AssetSpec(["marts", "publication_tables"], deps=[*_FITS, AssetDep(["marts", "table1"])], group_name="marts",
                   description="Tables 1-4 laid out like the paper, as Markdown, HTML, LaTeX and CSV files under data/reports/<wave>/."),
         AssetSpec(["marts", "report"], deps=[*_FITS, AssetDep(["marts", "table1"]), AssetDep(["marts", "replication"]),
-                                             AssetDep(["marts", "hypotheses"])], group_name="marts",
+                                             AssetDep(["marts", "hypotheses"]), *SENSITIVITY], group_name="marts",
                   description="A single-file HTML report of the wave: sample flow, reliability, Tables 1-4, replication, hypotheses."),
     ],
     partitions_def=wave_partitions,
@@ -116,6 +119,7 @@ def publish(context: AssetExecutionContext, duckdb: DuckDBResource):
         frames = {t: read_wave(con, t, wave) for t in (
             "analysis.sample_flow", "analysis.scale_reliability", "marts.table1", "marts.model_coefficients",
             "marts.model_fit", "marts.replication", "marts.hypotheses")}
+        extra = sensitivity_sections.read_sensitivity_marts(con, wave)
     folder = reports_dir(wave)
     built = {}
     for specification in models.SPECIFICATIONS:
@@ -137,6 +141,7 @@ def publish(context: AssetExecutionContext, duckdb: DuckDBResource):
         table1=frames["marts.table1"], coefficients=frames["marts.model_coefficients"],
         fit=frames["marts.model_fit"], replication=frames["marts.replication"],
         hypotheses=frames["marts.hypotheses"], package_version=version("lbc_pipeline"),
+        extra_sections=sensitivity_sections.sensitivity_sections(extra, figure_files.read_figures(folder / "figures")),
     ))
     path = folder / "report.html"
     path.write_text(html, encoding="utf-8")

@@ -45,8 +45,9 @@ import polars as pl
 from scipy import stats
 
 from lbc_pipeline.lib.contracts import WAVE, register
+from lbc_pipeline.lib.marts.blas import single_blas_thread
 from lbc_pipeline.lib.marts.models import MODERATORS, design_matrix, model_specs, significance_stars
-from lbc_pipeline.lib.marts.sensitivity_frame import add_group_dummies
+from lbc_pipeline.lib.marts.sensitivity_frame import add_group_dummies, complete_cases, sensitivity_frame
 
 N_IMPUTATIONS = 20
 N_ITERATIONS = 10
@@ -129,6 +130,7 @@ MCAR_SCHEMA = {"wave": pl.String, "variables": pl.String, "n_rows": pl.Int64, "n
                "conclusion": pl.String}
 
 
+@single_blas_thread
 def mcar_test(frame: pl.DataFrame, wave: str) -> pl.DataFrame:
     """`marts.mcar_test`: Little's test on the model variables of the sensitivity frame."""
     Y = frame.select(pl.col(c).cast(pl.Float64) for c in MCAR_VARIABLES).to_numpy()
@@ -305,6 +307,7 @@ def ols_fit(y: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return beta, var, n - k
 
 
+@single_blas_thread
 def multiple_imputation(frame: pl.DataFrame, complete: pl.DataFrame, wave: str,
                         m: int = N_IMPUTATIONS, seed: int = MI_SEED) -> pl.DataFrame:
     """`marts.mi_coefficients`: the 14 models (as published) pooled over M imputations, beside
@@ -337,6 +340,13 @@ def multiple_imputation(frame: pl.DataFrame, complete: pl.DataFrame, wave: str,
                 "significance_changed": (p < 0.05) != (cc_p < 0.05),
             })
     return MI_CONTRACT.validate(pl.DataFrame(rows, schema=MI_SCHEMA))
+
+
+def missing_data_sensitivity(measures: pl.DataFrame, questionnaires: pl.DataFrame,
+                             wave: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`marts.mcar_test` and `marts.mi_coefficients` of one wave."""
+    frame = sensitivity_frame(measures, questionnaires, wave)
+    return mcar_test(frame, wave), multiple_imputation(frame, complete_cases(frame), wave)
 
 
 MCAR_CONTRACT = register("marts.mcar_test", pa.DataFrameSchema({

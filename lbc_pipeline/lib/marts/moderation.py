@@ -28,6 +28,7 @@ import polars as pl
 from scipy import stats
 
 from lbc_pipeline.lib.contracts import WAVE, register
+from lbc_pipeline.lib.marts.blas import single_blas_thread
 from lbc_pipeline.lib.marts.models import (
     CONFIDENCE_LEVEL,
     CONST,
@@ -251,6 +252,13 @@ def johnson_neyman(sample: pl.DataFrame, wave: str, fits: list[ModerationFit] | 
                     })
     frame = pl.DataFrame(rows, schema=JOHNSON_NEYMAN_SCHEMA)
     return JOHNSON_NEYMAN_CONTRACT.validate(frame)
+
+
+@single_blas_thread
+def explain_moderation(sample: pl.DataFrame, wave: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`marts.simple_slopes` and `marts.johnson_neyman` of one wave (the models fitted once)."""
+    fits = fit_table4(sample)
+    return simple_slopes(sample, wave, fits), johnson_neyman(sample, wave, fits)
 
 
 def prediction_lines(fit: ModerationFit, se_type: str = "nonrobust", points: int = 41) -> pl.DataFrame:

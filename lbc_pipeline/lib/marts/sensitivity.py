@@ -37,6 +37,7 @@ from scipy import stats
 from statsmodels.regression.mixed_linear_model import MixedLM
 
 from lbc_pipeline.lib.contracts import WAVE, register
+from lbc_pipeline.lib.marts.blas import single_blas_thread
 from lbc_pipeline.lib.marts.models import (
     CONST,
     ModelSpec,
@@ -48,6 +49,7 @@ from lbc_pipeline.lib.marts.models import (
     significance_stars,
 )
 from lbc_pipeline.lib.marts.moderation import ols_covariances
+from lbc_pipeline.lib.marts.sensitivity_frame import complete_cases, sensitivity_frame
 
 FOCAL_SPECIFICATION = "as_published"
 FOCAL_MODELS = ((2, 2), (4, 1), (4, 2), (4, 3), (4, 4), (4, 5), (4, 6))
@@ -228,6 +230,7 @@ ICC_SCHEMA = {
 }
 
 
+@single_blas_thread
 def clustering_sensitivity(sample: pl.DataFrame, wave: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """`marts.cluster_sensitivity` and `marts.multilevel_icc` for the focal models.
 
@@ -249,6 +252,12 @@ def clustering_sensitivity(sample: pl.DataFrame, wave: str) -> tuple[pl.DataFram
              .sort("table_no", "model_no", "__o", maintain_order=True).drop("__o"))
     return (CLUSTER_CONTRACT.validate(frame),
             ICC_CONTRACT.validate(pl.DataFrame(iccs, schema=ICC_SCHEMA)))
+
+
+def clustering_sensitivity_of_wave(measures: pl.DataFrame, questionnaires: pl.DataFrame,
+                                   wave: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The clustering analyses on the wave's analysed children (with their class)."""
+    return clustering_sensitivity(complete_cases(sensitivity_frame(measures, questionnaires, wave)), wave)
 
 
 CLUSTER_CONTRACT = register("marts.cluster_sensitivity", pa.DataFrameSchema({

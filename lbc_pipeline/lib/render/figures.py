@@ -18,9 +18,7 @@ shipped with matplotlib (DejaVu Sans).
 
 from __future__ import annotations
 
-import base64
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -36,6 +34,7 @@ from matplotlib.patches import FancyBboxPatch  # noqa: E402
 from lbc_pipeline.lib.marts import moderation  # noqa: E402
 from lbc_pipeline.lib.marts.models import SE_TYPES  # noqa: E402
 from lbc_pipeline.lib.marts.tables import term_label  # noqa: E402
+from lbc_pipeline.lib.render.figure_files import INDEX_FILE, FigureFile  # noqa: E402
 
 RC = {
     "svg.hashsalt": "lbc_pipeline",
@@ -49,22 +48,10 @@ RC = {
 PNG_DPI = 110
 SVG_METADATA = {"Date": None, "Creator": None}
 PNG_METADATA = {"Software": None}
-INDEX_FILE = "index.json"
 
 GROUP_COLOURS = {"none": "#4d4d4d", "mother": "#c0392b", "father": "#2471a3", "both": "#7d3c98"}
 GROUP_LABELS = {"none": "No parent away", "mother": "Mother away", "father": "Father away", "both": "Both away"}
 SE_COLOURS = {"nonrobust": "#1b1b1b", "HC3": "#d35400", "cluster_school": "#16a085"}
-
-
-@dataclass(frozen=True)
-class FigureFile:
-    """One written figure: its stem, title, caption and the two files."""
-
-    stem: str
-    title: str
-    caption: str
-    svg: Path
-    png: Path
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -255,15 +242,10 @@ def write_figures(figures: list[tuple[str, str, str, Figure]], folder: Path) -> 
     return written
 
 
-def read_figures(folder: Path) -> list[FigureFile]:
-    """The figures a previous `write_figures` left in `folder`, in its order (none if no index)."""
-    path = folder / INDEX_FILE
-    if not path.exists():
-        return []
-    return [FigureFile(e["stem"], e["title"], e["caption"], folder / f"{e['stem']}.svg", folder / f"{e['stem']}.png")
-            for e in json.loads(path.read_text(encoding="utf-8"))]
-
-
-def png_data_uri(path: Path) -> str:
-    """A PNG file as a data URI, for the single-file report and the Dagster UI."""
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+def draw_wave_figures(sample: pl.DataFrame, coefficients: pl.DataFrame, flow: pl.DataFrame,
+                      flow_reasons: pl.DataFrame, jn: pl.DataFrame, folder: Path) -> list[FigureFile]:
+    """Draw and write every figure of a wave under `folder` (old figure files removed first)."""
+    if folder.exists():
+        for old in [*folder.glob("*.svg"), *folder.glob("*.png"), folder / INDEX_FILE]:
+            old.unlink(missing_ok=True)
+    return write_figures(build_figures(sample, coefficients, flow, flow_reasons, jn), folder)
