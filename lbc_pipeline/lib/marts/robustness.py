@@ -120,6 +120,20 @@ def robustness_lines(matrix: pl.DataFrame) -> list[str]:
     return lines
 
 
+def robustness_summary(con, wave: str) -> list[str]:
+    """Lines for `lbc replication`: a heading and one line per claim from `marts.robustness`
+    in the warehouse (`con`: DuckDB); none when the table or the wave is absent."""
+    present = con.sql("select count(*) from information_schema.tables "
+                      "where table_schema = 'marts' and table_name = 'robustness'").fetchall()[0][0]
+    if not present:
+        return []
+    matrix = con.sql("select * from marts.robustness where wave = $w", params={"w": wave}).pl()
+    if matrix.height == 0:
+        return []
+    heading = "\nRobustness (marts.robustness; supported yes/no under each analysis):"
+    return [heading, *robustness_lines(matrix)]
+
+
 ROBUSTNESS_CONTRACT = register("marts.robustness", pa.DataFrameSchema({
     "wave": WAVE,
     "hypothesis": pa.Column(pl.String, pa.Check.isin(["main", "H1", "H2", "H3"]), description="main (mother-away effect) or H1-H3 (buffering)"),
