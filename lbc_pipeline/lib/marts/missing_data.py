@@ -122,6 +122,8 @@ def little_mcar_test(Y: np.ndarray) -> McarResult:
         d2 += len(rows) * float(diff @ np.linalg.solve(sigma[np.ix_(o, o)], diff))
         df += int(o.sum())
     df -= p
+    if df == 0:  # one pattern, nothing missing: nothing to test
+        return McarResult(0.0, 0, 1.0, len(patterns), n)
     return McarResult(d2, df, float(stats.chi2.sf(d2, df)), len(patterns), n)
 
 
@@ -136,7 +138,8 @@ def mcar_test(frame: pl.DataFrame, wave: str) -> pl.DataFrame:
     Y = frame.select(pl.col(c).cast(pl.Float64) for c in MCAR_VARIABLES).to_numpy()
     result = little_mcar_test(Y)
     incomplete = int(np.isnan(Y).any(axis=1).sum())
-    conclusion = ("the values are not missing completely at random (p < 0.05): complete-case estimates may be biased"
+    conclusion = ("no missing values: nothing to test" if result.df == 0 else
+                  "the values are not missing completely at random (p < 0.05): complete-case estimates may be biased"
                   if result.p_value < 0.05 else "no evidence against missing completely at random (p >= 0.05)")
     frame = pl.DataFrame([{"wave": wave, "variables": ", ".join(MCAR_VARIABLES), "n_rows": result.n_rows,
                            "n_incomplete": incomplete, "n_patterns": result.n_patterns,
@@ -228,6 +231,8 @@ def impute_once(data: ImputationInput, rng: np.random.Generator, iterations: int
     gmiss = group < 0
     for j in range(values.shape[1]):  # start from random observed values
         obs = values[~miss[:, j], j]
+        if obs.size == 0:
+            raise ValueError(f"cannot impute {NUMERIC_VARIABLES[j]}: no questionnaire has a value")
         values[miss[:, j], j] = rng.choice(obs, miss[:, j].sum())
     group[gmiss] = rng.choice(group[~gmiss], gmiss.sum())
     for _ in range(iterations):

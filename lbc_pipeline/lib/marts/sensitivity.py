@@ -132,20 +132,32 @@ def row(wave: str, spec: ModelSpec, term: str, analysis: str, estimate: float, s
 
 
 def school_fixed_effects(sample: pl.DataFrame, spec: ModelSpec, wave: str) -> list[dict]:
-    """The model with school dummies: conventional and HC3 rows for the model's own terms."""
+    """The model with school dummies: conventional and HC3 rows for the model's own terms.
+
+    A term that is constant within every school (e.g. ethnic Korean in a wave whose schools
+    are all one ethnicity) cannot be estimated beside school dummies: it is left out of the
+    model, and its rows are absent; the other rows say so in their note.
+    """
     y, X = design_matrix(sample, spec)
     dummies, names = school_dummies(sample)
-    Xfe = np.column_stack([X, dummies])
-    if np.linalg.matrix_rank(Xfe) < Xfe.shape[1]:
-        raise ValueError(f"{spec.label} with school fixed effects is rank deficient: a term is constant within schools")
+    keep, dropped = [], []
+    const = spec.terms.index(CONST)
+    for j in [const, *(j for j in range(len(spec.terms)) if j != const)]:  # the constant first: it stays
+        trial = np.column_stack([X[:, keep + [j]], dummies])
+        (keep if np.linalg.matrix_rank(trial) == trial.shape[1] else dropped).append(j)
+    keep.sort()
+    if 0 in dropped:
+        raise ValueError(f"{spec.label} with school fixed effects: {spec.terms[0]} is constant within schools")
+    Xfe = np.column_stack([X[:, keep], dummies])
     beta, covs, df = ols_covariances(y, Xfe)
+    suffix = f"; left out (constant within schools): {', '.join(spec.terms[j] for j in dropped)}" if dropped else ""
     rows = []
     for analysis, se_type in (("school_fe", "nonrobust"), ("school_fe_hc3", "HC3")):
         se = np.sqrt(np.diag(covs[se_type]))
-        for j, term in enumerate(spec.terms):
-            p = 2 * stats.t.sf(abs(beta[j] / se[j]), df)
-            rows.append(row(wave, spec, term, analysis, beta[j], se[j], p, len(y), len(names) + 1,
-                            ANALYSIS_NOTES[analysis]))
+        for i, j in enumerate(keep):
+            p = 2 * stats.t.sf(abs(beta[i] / se[i]), df)
+            rows.append(row(wave, spec, spec.terms[j], analysis, beta[i], se[i], p, len(y), len(names) + 1,
+                            ANALYSIS_NOTES[analysis] + suffix))
     return rows
 
 

@@ -109,3 +109,8 @@ def test_mi_contract_refuses_a_non_positive_standard_error():
     mi = md.multiple_imputation(frame, frame, "t", m=2, seed=1)
     with pytest.raises(pandera.errors.SchemaError):
         md.MI_CONTRACT.validate(mi.with_columns(std_error=pl.lit(0.0)))
+
+
+def test_mcar_test_on_complete_data_has_nothing_to_test():
+    result = md.little_mcar_test(np.random.default_rng(4).normal(size=(30, 3)))
+    assert (result.statistic, result.df, result.p_value, result.n_patterns) == (0.0, 0, 1.0, 1)
