@@ -61,6 +61,7 @@ class ModerationFit:
     centre: float  # subtracted from the raw moderator (0 when it enters raw)
     moderator_raw: np.ndarray  # each child's raw moderator value
     x_means: np.ndarray  # column means of the design matrix
+    groups: np.ndarray  # each child's migration group
 
     def index(self, term: str) -> int:
         return self.spec.terms.index(term)
@@ -85,7 +86,8 @@ def fit_for_moderation(sample: pl.DataFrame, spec: ModelSpec) -> ModerationFit:
     beta, covariances, df = ols_covariances(y, X)
     raw = sample[spec.moderator].cast(pl.Float64).to_numpy()
     centre = float(raw.mean()) if spec.centre_moderator else 0.0
-    return ModerationFit(spec, dict(zip(spec.terms, beta.tolist())), covariances, df, centre, raw, X.mean(axis=0))
+    return ModerationFit(spec, dict(zip(spec.terms, beta.tolist())), covariances, df, centre, raw, X.mean(axis=0),
+                         sample["migration_group"].to_numpy())
 
 
 def group_effect_gradient(fit: ModerationFit, group: str, value: float) -> np.ndarray:
@@ -262,19 +264,22 @@ def explain_moderation(sample: pl.DataFrame, wave: str) -> tuple[pl.DataFrame, p
 
 
 def prediction_lines(fit: ModerationFit, se_type: str = "nonrobust", points: int = 41) -> pl.DataFrame:
-    """Predicted depression against the raw moderator for each group over the observed range.
+    """Predicted depression against the raw moderator for each group over the range of the
+    moderator observed in that group (no line where the group has no children).
 
     Controls are held at their sample means; one row per group x grid point with the
     prediction and its 95% CI (delta method). For the interaction plots.
     """
     spec = fit.spec
-    grid = np.linspace(fit.moderator_raw.min(), fit.moderator_raw.max(), points)
     beta = np.array([fit.beta[t] for t in spec.terms])
     V = fit.covariances[se_type]
     crit = stats.t.ppf(1 - ALPHA / 2, fit.df_resid)
     rows = []
     for group in GROUPS:
-        for v in grid:
+        observed = fit.moderator_raw[fit.groups == group]
+        if observed.size == 0:
+            continue
+        for v in np.linspace(observed.min(), observed.max(), points):
             x = fit.x_means.copy()
             u = v - fit.centre
             for g, term in GROUP_TERMS.items():

@@ -59,7 +59,7 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def interaction_figure(fit: moderation.ModerationFit) -> Figure:
-    """Predicted depression by group along the moderator (observed range), 95% CI bands."""
+    """Predicted depression by group along the moderator (each group's observed range), 95% CI bands."""
     lines = moderation.prediction_lines(fit)
     fig = new_figure(6.0, 4.0)
     ax = fig.add_subplot()
@@ -70,7 +70,7 @@ def interaction_figure(fit: moderation.ModerationFit) -> Figure:
         ax.fill_between(x, part["ci_low"].to_numpy(), part["ci_high"].to_numpy(), color=colour, alpha=0.15, linewidth=0)
         ax.plot(x, part["predicted"].to_numpy(), color=colour, label=GROUP_LABELS[group], linewidth=1.8)
     label = term_label(fit.spec.moderator)
-    ax.set_xlabel(f"{label} (raw scale, observed range)")
+    ax.set_xlabel(f"{label} (raw scale; each line over its group's observed range)")
     ax.set_ylabel("Predicted depression (controls at means)")
     ax.set_title(f"Table 4 Model {fit.spec.model_no}: depression by {label.lower()} and group")
     ax.legend(frameon=False, fontsize=8)
@@ -219,7 +219,7 @@ def build_figures(sample: pl.DataFrame, coefficients: pl.DataFrame, flow: pl.Dat
             k, label = fit.spec.model_no, term_label(fit.spec.moderator)
             out.append((f"interaction_model{k}", f"Interaction plot, Table 4 Model {k} ({label})",
                         "Predicted depression by group along the moderator (controls at their means), 95% CI "
-                        "bands (conventional SEs), over the observed range.", interaction_figure(fit)))
+                        "bands (conventional SEs), each line over the values observed in its group.", interaction_figure(fit)))
             out.append((f"jn_model{k}", f"Johnson-Neyman plot, Table 4 Model {k} ({label})",
                         "Each group's effect on depression against no parent away, 95% CI; bars at the bottom "
                         "and dashed lines mark where it is significant at 0.05 (conventional SEs).",

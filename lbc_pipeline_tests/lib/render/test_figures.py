@@ -76,15 +76,18 @@ def test_figures_are_byte_identical_on_rerun(sample, base_context, drawn, tmp_pa
     assert "<dc:date>" not in files[0].svg.read_text(encoding="utf-8")  # no creation time in the file
 
 
-def test_interaction_lines_stay_within_the_observed_range(sample):
+def test_interaction_lines_stay_within_each_groups_observed_range(sample):
+    # the mother-away group holds no child with belonging 1: its line must start at 2
+    sample = sample.filter(~((pl.col("migration_group") == "mother") & (pl.col("belong") == 1)))
     fit = moderation.fit_table4(sample)[0]
-    fig = figures.interaction_figure(fit)
-    ax = fig.axes[0]
-    belong = sample["belong"].to_numpy()
-    assert len(ax.lines) == 4  # one per migration group
-    for line in ax.lines:
+    ax = figures.interaction_figure(fit).axes[0]
+    assert len(ax.lines) == 4  # one per migration group, in moderation.GROUPS order
+    for line, group in zip(ax.lines, moderation.GROUPS):
+        belong = sample.filter(pl.col("migration_group") == group)["belong"].to_numpy()
         x = line.get_xdata()
-        assert x.min() == belong.min() and x.max() == belong.max()
+        assert (x.min(), x.max()) == (belong.min(), belong.max()), group
+    mother = sample.filter(pl.col("migration_group") == "mother")["belong"]
+    assert mother.min() == 2
 
 
 def test_flow_diagram_shows_every_count(drawn):
