@@ -138,6 +138,7 @@ def print_flow(waves: list[str] | None = None) -> None:
 def print_replication(waves: list[str] | None = None) -> int:
     """Print the replication summary and the hypothesis verdicts from the warehouse."""
     from lbc_pipeline.lib.marts.replication import summarise_replication
+    from lbc_pipeline.lib.marts.robustness import robustness_summary
     from lbc_pipeline.lib.io.warehouse import read_only
 
     path = config.duckdb_path()
@@ -156,6 +157,8 @@ def print_replication(waves: list[str] | None = None) -> int:
                 print(f"  {hypothesis}: {'supported' if supported else 'not supported'}")
             for sentence in verdicts["sentence"].to_list():
                 print(f"  - {sentence}")
+            for line in robustness_summary(con, wave):
+                print(line)
     return 0
 
 

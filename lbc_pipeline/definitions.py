@@ -3,11 +3,17 @@
 from dagster import Definitions, load_assets_from_modules
 
 from lbc_pipeline import checks, resources, sensors
-from lbc_pipeline.assets import analysis, cross_wave, marts, qualitative, raw, staging
+from lbc_pipeline.assets import analysis, cross_wave, marts, qualitative, raw, sensitivity, staging
+from lbc_pipeline.assets._common import with_conventions
 from lbc_pipeline.jobs import cross_wave_job, main_job
 
 defs = Definitions(
-    assets=load_assets_from_modules([raw, staging, analysis, marts, cross_wave, qualitative]),
+    # Every asset carries the project's conventions; modules that set them keep their own.
+    assets=[
+        a.map_asset_specs(lambda spec, m=module.__name__.rsplit(".", 1)[1]: with_conventions(spec, m))
+        for module in (raw, staging, analysis, marts, sensitivity, cross_wave, qualitative)
+        for a in load_assets_from_modules([module])
+    ],
     asset_checks=checks.ALL_CHECKS + qualitative.CHECKS,
     jobs=[main_job, cross_wave_job],
     sensors=[sensors.incoming_waves, sensors.refresh_cross_wave],

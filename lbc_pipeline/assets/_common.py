@@ -168,3 +168,26 @@ def check_result(outcome: Outcome, check_name: str | None = None, asset: str | N
         description=outcome.description,
         metadata=typed_metadata(outcome.metadata),
     )
+
+
+def table_metadata(frame: pl.DataFrame, table: str) -> dict:
+    """The metadata of a table's materialisation (as `materialized` reports it), for assets
+    that build their MaterializeResult themselves."""
+    return dict(materialized(table, frame).metadata)
+
+
+def with_conventions(spec: AssetSpec, module: str) -> AssetSpec:
+    """Fill in what every asset carries (kinds, owners, layer tag, code version, and for a
+    warehouse table its name and column schema from the contract) where a spec left it out."""
+    table = ".".join(spec.key.path)
+    metadata = dict(spec.metadata or {})
+    if table in contracts.SCHEMAS:
+        metadata.setdefault("dagster/table_name", f"lbc.{table}")
+        metadata.setdefault("dagster/column_schema", column_schema(table))
+    return spec.replace_attributes(
+        kinds=spec.kinds or {"duckdb", "python"},
+        owners=spec.owners or OWNERS,
+        tags={"layer": spec.key.path[0], **(spec.tags or {})},
+        code_version=spec.code_version or code_version("lib", f"assets/{module}.py"),
+        metadata=metadata,
+    )

@@ -10,7 +10,7 @@ from lbc_pipeline.assets._common import file_spec, key_of, materialized, selecte
 from lbc_pipeline.config import REFERENCE_DIR, artifacts_dir, read_manifest, reports_dir, wave_folder
 from lbc_pipeline.lib.io.warehouse import create_views, read_wave, replace_wave
 from lbc_pipeline.lib.marts import models, replication, tables
-from lbc_pipeline.lib.render import report
+from lbc_pipeline.lib.render import figure_files, report, sensitivity_sections
 from lbc_pipeline.study import load_study
 
 _SAMPLE = ["analysis.analytic_sample"]
@@ -64,6 +64,11 @@ def describe_sample(context: AssetExecutionContext, duckdb: DuckDBResource):
     yield materialized("marts.table1", table)
 
 
+# The report embeds the figures and the sensitivity marts (assets/sensitivity.py).
+_SENSITIVITY = [f"marts.{t}" for t in ("figures", "simple_slopes", "johnson_neyman", "cluster_sensitivity",
+                                       "multilevel_icc", "mcar_test", "mi_coefficients", "robustness")]
+
+
 @multi_asset(
     specs=[
         table_spec("marts.replication", deps=_FITS, kinds=["duckdb", "polars"], code=_MODELS),
@@ -103,8 +108,8 @@ def compare_with_paper(context: AssetExecutionContext, duckdb: DuckDBResource):
         file_spec("marts.publication_tables", deps=[*_FITS, "marts.table1"], kinds=["html", "latex", "csv"], code=_RENDER,
                   description="The paper's tables laid out as printed, as Markdown, HTML, LaTeX and CSV files under data/reports/<wave>/."),
         file_spec("marts.report", deps=[*_FITS, "marts.table1", "marts.replication", "marts.hypotheses",
-                                        "analysis.sample_flow", "analysis.scale_reliability"], kinds=["html"], code=_RENDER,
-                  description="A single-file HTML report of the wave: sample flow, reliability, Tables 1-4, replication, hypotheses."),
+                                        "analysis.sample_flow", "analysis.scale_reliability", *_SENSITIVITY], kinds=["html"], code=_RENDER,
+                  description="A single-file HTML report of the wave: sample flow, reliability, Tables 1-4, replication, hypotheses, figures, moderation (simple slopes, Johnson-Neyman), clustering and missing-data sensitivity, the robustness matrix."),
     ],
     can_subset=True,
 )
@@ -116,6 +121,7 @@ def publish(context: AssetExecutionContext, duckdb: DuckDBResource):
         frames = {t: read_wave(con, t, wave) for t in (
             "analysis.sample_flow", "analysis.scale_reliability", "marts.table1", "marts.model_coefficients",
             "marts.model_fit", "marts.replication", "marts.hypotheses")}
+        extra = sensitivity_sections.read_sensitivity_marts(con, wave)
     folder = reports_dir(wave)
     if "marts.publication_tables" in selected:
         study = load_study()
@@ -139,6 +145,7 @@ def publish(context: AssetExecutionContext, duckdb: DuckDBResource):
             table1=frames["marts.table1"], coefficients=frames["marts.model_coefficients"],
             fit=frames["marts.model_fit"], replication=frames["marts.replication"],
             hypotheses=frames["marts.hypotheses"], package_version=version("lbc_pipeline"),
+            extra_sections=sensitivity_sections.sensitivity_sections(extra, figure_files.read_figures(folder / "figures")),
         ))
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "report.html"

@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 
 from lbc_pipeline_tests.rows import DISTRIBUTION, valid_row, varied_rows, write_wave
@@ -226,3 +227,54 @@ def test_reference_interviews_are_triangulated_and_no_planted_name_leaves_raw(re
     section = report[report.index("<!-- section:interviews -->"):]
     assert find_leaks({**interview_texts, "report#interviews": [section]}, schools) == []
     assert 'id="interviews"' in report and "<svg" in report
+
+
+def test_sensitivity_marts_are_written_and_reproducible(reference_run, tmp_path):
+    """Simple slopes, JN, clustering, missing data and the robustness matrix of the reference
+    wave; recomputing them (and redrawing the figures) from the warehouse gives the same rows
+    and byte-identical files."""
+    from polars.testing import assert_frame_equal
+
+    from lbc_pipeline.lib.marts import missing_data, moderation, robustness, sensitivity
+    from lbc_pipeline.lib.render import figures
+
+    _, data, _ = reference_run
+    with connect(data) as con:
+        read = {t: con.sql(f"select * from {t} where wave = '2019'").pl() for t in (
+            "analysis.analytic_sample", "analysis.measures", "staging.questionnaires", "analysis.sample_flow",
+            "analysis.sample_flow_reasons", "marts.model_coefficients", "marts.simple_slopes",
+            "marts.johnson_neyman", "marts.cluster_sensitivity", "marts.multilevel_icc", "marts.mcar_test",
+            "marts.mi_coefficients", "marts.robustness")}
+    matrix = read["marts.robustness"]
+    published = dict(matrix.filter(pl.col("analysis") == "as_published").select("hypothesis", "supported").iter_rows())
+    assert published == {"main": True, "H1": True, "H2": False, "H3": True}  # as marts.hypotheses says
+    assert matrix.height == 4 * 8 and read["marts.mcar_test"]["n_rows"][0] == 926
+    assert read["marts.mi_coefficients"]["n_imputations"].unique().to_list() == [20]
+    assert read["marts.cluster_sensitivity"]["analysis"].n_unique() == 5
+    # every run the same: recompute from the stored inputs
+    sample = read["analysis.analytic_sample"]
+    slopes, jn = moderation.explain_moderation(sample, "2019")
+    cluster, icc = sensitivity.clustering_sensitivity_of_wave(read["analysis.measures"], read["staging.questionnaires"], "2019")
+    mcar, mi = missing_data.missing_data_sensitivity(read["analysis.measures"], read["staging.questionnaires"], "2019")
+    for table, frame in (("marts.simple_slopes", slopes), ("marts.johnson_neyman", jn), ("marts.cluster_sensitivity", cluster),
+                         ("marts.multilevel_icc", icc), ("marts.mcar_test", mcar), ("marts.mi_coefficients", mi),
+                         ("marts.robustness", robustness.robustness_matrix(read["marts.model_coefficients"], cluster, mi, "2019"))):
+        stored_rows = read[table].select(frame.columns)
+        assert_frame_equal(frame.sort(frame.columns), stored_rows.sort(frame.columns), check_exact=True)
+    stored = data / "reports" / "2019" / "figures"
+    again = figures.draw_wave_figures(sample, read["marts.model_coefficients"], read["analysis.sample_flow"],
+                                      read["analysis.sample_flow_reasons"], jn, tmp_path / "figures")
+    assert len(again) == 17
+    for f in again:
+        assert (stored / f.png.name).read_bytes() == f.png.read_bytes(), f.stem
+        assert (stored / f.svg.name).read_bytes() == f.svg.read_bytes(), f.stem
+
+
+def test_report_figures_decode_in_headless_chromium(reference_run, tmp_path):
+    from lbc_pipeline_tests.lib.render.test_figures import images_in_chromium
+
+    _, data, _ = reference_run
+    found = images_in_chromium(data / "reports" / "2019" / "report.html", tmp_path)
+    assert len(found) == 17  # flow, depression, 6 interaction, 6 JN, 3 coefficient plots
+    for image in found:
+        assert image["complete"] and image["width"] > 300 and 0.01 < image["inked"] < 0.9, image

@@ -68,8 +68,13 @@ def frame(table: str, rows: list[dict] | list[tuple], drop: tuple[str, ...] = ()
 def primary_key(table: str) -> list[str]:
     """The columns whose values are unique together in the table (its grain), from the
     contract's `unique`; empty when rows are not unique by key (e.g. a history)."""
-    unique = schema_for(table).unique
-    return list(unique) if unique else []
+    contract = schema_for(table)
+    unique = list(contract.unique or [])
+    # A key column that may be null cannot be part of a primary key: such a grain stays a
+    # uniqueness check of the contract only.
+    if any(contract.columns[c].nullable for c in unique):
+        return []
+    return unique
 
 
 def validate(table: str, data: pl.DataFrame) -> pl.DataFrame:

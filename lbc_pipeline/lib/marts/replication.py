@@ -31,6 +31,8 @@ N_TERM = "n_obs"
 HYPOTHESIS_ALPHA = _STUDY.hypothesis_alpha
 HYPOTHESIS_MIGRATION_TERM = _STUDY.hypothesis_term
 INTERACTION_TABLE = _STUDY.hypothesis_table
+# (id, topic, measures) of each hypothesis, as study.yaml lists them.
+HYPOTHESES = tuple((h.id, h.topic, h.measures) for h in _STUDY.hypotheses)
 
 INCONSISTENCIES_PATH = REFERENCE_DIR / "inconsistencies.md"
 

@@ -73,6 +73,9 @@ class ReportContext:
     replication: pl.DataFrame
     hypotheses: pl.DataFrame
     package_version: str | None = None
+    # (anchor, title, html) sections appended after the hypotheses, e.g. the figures and
+    # sensitivity analyses built by lib/render/sensitivity_sections.py; html is trusted.
+    extra_sections: tuple[tuple[str, str, str], ...] = ()
 
 
 def esc(value: object) -> str:
@@ -192,6 +195,7 @@ def render_html_report(context: ReportContext) -> str:
                 ("specifications", "As published vs harmonised"),
                 ("replication", "Replication"),
                 ("hypotheses", "Hypotheses"),
+                *((anchor, title) for anchor, title, _ in context.extra_sections),
             )
         )
         + "</ol></nav>"
@@ -293,6 +297,7 @@ def render_html_report(context: ReportContext) -> str:
     )
     parts.append(replication_section(context))
     parts.append(hypotheses_section(context.hypotheses))
+    parts.extend(section(anchor, title, body) for anchor, title, body in context.extra_sections)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

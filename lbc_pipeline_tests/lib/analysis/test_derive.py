@@ -174,3 +174,17 @@ def test_factor_score_equals_closed_form_for_three_items():
     np.testing.assert_allclose(solution.score(values), score, atol=1e-3)
     assert solution.score(values).std(ddof=1) == pytest.approx(1.0)
     assert solution.degrees_of_freedom == 0
+
+
+def test_the_factor_fit_is_identical_on_refit():
+    # the ML factor fit starts from random values: seeded, the teacher_attitude scores (and every
+    # model and imputation downstream) are the same in every run, to the last bit
+    from lbc_pipeline.lib.analysis.derive import fit_one_factor
+
+    rng = np.random.default_rng(8)
+    trait = rng.normal(size=300)
+    values = np.column_stack([np.clip(np.round(2.5 + 0.8 * trait + rng.normal(scale=0.7, size=300)), 1, 4)
+                              for _ in range(3)])
+    first = fit_one_factor(values, ("a", "b", "c"))
+    again = fit_one_factor(values, ("a", "b", "c"))
+    assert np.array_equal(first.loadings, again.loadings) and np.array_equal(first.weights, again.weights)

@@ -1,0 +1,304 @@
+"""Do the findings survive the clustering of children in classes and schools?
+
+Children sit in 34 classes in 4 schools. Three analyses of the focal models (Table 2
+Model 2, the main mother-away effect, and the six Table 4 models, as published):
+
+- School fixed effects: the model with a dummy per school (the first is the reference),
+  conventional and HC3 standard errors. Any school-level confounding is absorbed;
+  ethnic Korean is nearly a school trait, so its coefficient becomes within-school.
+- The wild cluster bootstrap (WCR: null imposed, bootstrap-t, symmetric p) by school with
+  two weight distributions. Rademacher (+1/-1) has only 2**G sign patterns; with G = 4
+  schools that is 16, and the 2 constant patterns always reproduce |t_observed|, so
+  p >= 2/16 = 0.125 whatever the data: it can never reject at 0.05. Webb's six-point
+  weights (+-sqrt(1/2), +-1, +-sqrt(3/2)) give 6**4 = 1296 patterns, all enumerated
+  here; the 6 constant patterns reproduce |t_observed|, so p >= 6/1296 = 0.0046. Webb
+  makes a small p *attainable*, but with four clusters the bootstrap distribution is
+  still built from four cluster scores and the test can over- or under-reject,
+  especially when one school dominates a term (MacKinnon and Webb 2017): read it as a
+  check, not as a precise p-value.
+- A random-intercept model for class (statsmodels MixedLM, REML): children nested in
+  classes (class ids are unique within a school, so a class is school + class id), the
+  same fixed effects; the intra-class correlation (ICC) of depression from an empty
+  model and the residual ICC of each model.
+
+Tables: `marts.cluster_sensitivity` (one row per wave x model x term x analysis) and
+`marts.multilevel_icc` (one row per wave x model, plus the empty model).
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pandera.polars as pa
+import polars as pl
+from scipy import stats
+from statsmodels.regression.mixed_linear_model import MixedLM
+
+from lbc_pipeline.lib.contracts import WAVE, register
+from lbc_pipeline.lib.marts.blas import single_blas_thread
+from lbc_pipeline.lib.marts.models import (
+    CONST,
+    ModelSpec,
+    cluster_design,
+    cluster_t_statistics,
+    design_matrix,
+    model_specs,
+    rademacher_weights,
+    significance_stars,
+)
+from lbc_pipeline.lib.marts.moderation import ols_covariances
+from lbc_pipeline.lib.marts.sensitivity_frame import complete_cases, sensitivity_frame
+
+FOCAL_SPECIFICATION = "as_published"
+FOCAL_MODELS = ((2, 2), (4, 1), (4, 2), (4, 3), (4, 4), (4, 5), (4, 6))
+WEBB_WEIGHTS = np.array([-np.sqrt(1.5), -1.0, -np.sqrt(0.5), np.sqrt(0.5), 1.0, np.sqrt(1.5)])
+# Webb patterns are enumerated up to this many clusters (6**5 = 7776); above, seeded draws.
+WEBB_ENUMERATE_MAX_CLUSTERS = 5
+BOOTSTRAP_DRAWS = 9999
+BOOTSTRAP_SEED = 20230113
+CLASS_COLUMN = "class_key"
+SCHOOL_COLUMN = "school_id"
+
+ANALYSES = ("school_fe", "school_fe_hc3", "wild_rademacher", "wild_webb", "multilevel_class")
+ANALYSIS_NOTES = {
+    "school_fe": "school fixed effects (first school the reference), conventional SEs",
+    "school_fe_hc3": "school fixed effects, HC3 SEs",
+    "wild_rademacher": "OLS estimate, CR1 school-clustered SE, wild cluster bootstrap-t p (WCR, Rademacher)",
+    "wild_webb": "OLS estimate, CR1 school-clustered SE, wild cluster bootstrap-t p (WCR, Webb six-point)",
+    "multilevel_class": "random intercept for class (MixedLM, REML), z-based p",
+}
+
+
+def focal_specs() -> list[ModelSpec]:
+    """The models whose findings the sensitivity analyses re-examine."""
+    return [s for s in model_specs(FOCAL_SPECIFICATION) if (s.table_no, s.model_no) in FOCAL_MODELS]
+
+
+def webb_weights(n_clusters: int) -> tuple[np.ndarray, bool]:
+    """Return Webb six-point weight patterns (clusters x patterns) and whether all are enumerated."""
+    if n_clusters <= WEBB_ENUMERATE_MAX_CLUSTERS:
+        return np.array(list(itertools.product(WEBB_WEIGHTS, repeat=n_clusters))).T, True
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    return rng.choice(WEBB_WEIGHTS, size=(n_clusters, BOOTSTRAP_DRAWS)), False
+
+
+def wild_bootstrap_p(y: np.ndarray, X: np.ndarray, clusters: np.ndarray, column: int, weights: np.ndarray,
+                     design=None) -> float:
+    """WCR wild cluster bootstrap-t p-value of H0: coefficient `column` = 0 with the given weights.
+
+    The same computation as models.wild_cluster_bootstrap_p, for any weight patterns.
+    """
+    design = design or cluster_design(X, clusters)
+    restricted = np.delete(X, column, axis=1)
+    fitted_r = restricted @ np.linalg.lstsq(restricted, y, rcond=None)[0]
+    residuals_r = y - fitted_r
+    t_obs = cluster_t_statistics(design, column, fitted_r, residuals_r, np.ones((design.n_clusters, 1)))[0]
+    t_boot = cluster_t_statistics(design, column, fitted_r, residuals_r, weights)
+    return float(np.mean(np.abs(t_boot) >= abs(t_obs) - 1e-10 * max(1.0, abs(t_obs))))
+
+
+def cr1_standard_errors(y: np.ndarray, X: np.ndarray, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OLS coefficients and CR1 cluster-robust SEs (G/(G-1) * (N-1)/(N-K), as statsmodels)."""
+    n, k = X.shape
+    beta = np.linalg.lstsq(X, y, rcond=None)[0]
+    u = y - X @ beta
+    xtx_inv = np.linalg.inv(X.T @ X)
+    g = int(clusters.max()) + 1
+    scores = np.stack([X[clusters == c].T @ u[clusters == c] for c in range(g)])
+    meat = scores.T @ scores
+    cov = g / (g - 1) * (n - 1) / (n - k) * xtx_inv @ meat @ xtx_inv
+    return beta, np.sqrt(np.diag(cov))
+
+
+def codes(values: pl.Series) -> np.ndarray:
+    """Integer codes 0..G-1 of a grouping column (sorted labels)."""
+    return np.unique(values.cast(pl.String).to_numpy(), return_inverse=True)[1]
+
+
+def school_dummies(sample: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """A 0/1 column per school except the first (sorted ids)."""
+    schools = sorted(sample[SCHOOL_COLUMN].unique().to_list())
+    ids = sample[SCHOOL_COLUMN].to_numpy()
+    return np.column_stack([(ids == s).astype(float) for s in schools[1:]]), [f"school_{s}" for s in schools[1:]]
+
+
+def row(wave: str, spec: ModelSpec, term: str, analysis: str, estimate: float, se: float, p: float,
+        n_obs: int, n_groups: int, note: str) -> dict:
+    return {"wave": wave, "table_no": spec.table_no, "model_no": spec.model_no, "term": term, "analysis": analysis,
+            "estimate": float(estimate), "std_error": float(se), "p_value": float(p),
+            "stars": significance_stars(float(p)), "n_obs": n_obs, "n_groups": n_groups, "note": note}
+
+
+def school_fixed_effects(sample: pl.DataFrame, spec: ModelSpec, wave: str) -> list[dict]:
+    """The model with school dummies: conventional and HC3 rows for the model's own terms.
+
+    A term that is constant within every school (e.g. ethnic Korean in a wave whose schools
+    are all one ethnicity) cannot be estimated beside school dummies: it is left out of the
+    model, and its rows are absent; the other rows say so in their note.
+    """
+    y, X = design_matrix(sample, spec)
+    dummies, names = school_dummies(sample)
+    keep, dropped = [], []
+    const = spec.terms.index(CONST)
+    for j in [const, *(j for j in range(len(spec.terms)) if j != const)]:  # the constant first: it stays
+        trial = np.column_stack([X[:, keep + [j]], dummies])
+        (keep if np.linalg.matrix_rank(trial) == trial.shape[1] else dropped).append(j)
+    keep.sort()
+    if 0 in dropped:
+        raise ValueError(f"{spec.label} with school fixed effects: {spec.terms[0]} is constant within schools")
+    Xfe = np.column_stack([X[:, keep], dummies])
+    beta, covs, df = ols_covariances(y, Xfe)
+    suffix = f"; left out (constant within schools): {', '.join(spec.terms[j] for j in dropped)}" if dropped else ""
+    rows = []
+    for analysis, se_type in (("school_fe", "nonrobust"), ("school_fe_hc3", "HC3")):
+        se = np.sqrt(np.diag(covs[se_type]))
+        for i, j in enumerate(keep):
+            p = 2 * stats.t.sf(abs(beta[i] / se[i]), df)
+            rows.append(row(wave, spec, spec.terms[j], analysis, beta[i], se[i], p, len(y), len(names) + 1,
+                            ANALYSIS_NOTES[analysis] + suffix))
+    return rows
+
+
+def wild_bootstrap_rows(sample: pl.DataFrame, spec: ModelSpec, wave: str) -> list[dict]:
+    """OLS with CR1 SEs and wild cluster bootstrap p-values (Rademacher and Webb) by school."""
+    y, X = design_matrix(sample, spec)
+    clusters = codes(sample[SCHOOL_COLUMN])
+    g = int(clusters.max()) + 1
+    beta, se = cr1_standard_errors(y, X, clusters)
+    design = cluster_design(X, clusters)
+    rows = []
+    for analysis, (weights, enumerated) in (("wild_rademacher", rademacher_weights(g)), ("wild_webb", webb_weights(g))):
+        how = (f"all {weights.shape[1]} patterns of {g} clusters enumerated; smallest attainable p "
+               f"{(2 if analysis == 'wild_rademacher' else 6) / weights.shape[1]:.4g}" if enumerated
+               else f"{weights.shape[1]} draws, seed {BOOTSTRAP_SEED}")
+        for j, term in enumerate(spec.terms):
+            p = wild_bootstrap_p(y, X, clusters, j, weights, design)
+            rows.append(row(wave, spec, term, analysis, beta[j], se[j], p, len(y), g,
+                            f"{ANALYSIS_NOTES[analysis]}; {how}"))
+    return rows
+
+
+def fit_random_intercept(y: np.ndarray, X: np.ndarray, groups: np.ndarray):
+    """MixedLM random-intercept fit (REML) and the warnings statsmodels raised.
+
+    Powell first (Nelder-Mead as fallback): at a class variance on the boundary (0) the
+    gradient optimisers (lbfgs, bfgs) stopped with wrong fixed effects on the reference
+    wave, while Powell and Nelder-Mead reached the OLS solution the zero variance implies.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = MixedLM(y, X, groups=groups).fit(reml=True, method=["powell", "nm"])
+    return result, [str(w.message) for w in caught]
+
+
+def icc(result) -> tuple[float, float, float]:
+    """(class variance, residual variance, ICC = class / (class + residual))."""
+    between = float(result.cov_re.iloc[0, 0]) if hasattr(result.cov_re, "iloc") else float(np.asarray(result.cov_re)[0, 0])
+    within = float(result.scale)
+    return between, within, between / (between + within)
+
+
+def multilevel_rows(sample: pl.DataFrame, spec: ModelSpec, wave: str) -> tuple[list[dict], dict]:
+    """The model with a random intercept for class: coefficient rows and its ICC row."""
+    y, X = design_matrix(sample, spec)
+    groups = codes(sample[CLASS_COLUMN])
+    result, caught = fit_random_intercept(y, X, groups)
+    k = X.shape[1]
+    params, bse = np.asarray(result.fe_params), np.asarray(result.bse_fe)
+    n_classes = int(groups.max()) + 1
+    rows = [row(wave, spec, term, "multilevel_class", params[j], bse[j], 2 * stats.norm.sf(abs(params[j] / bse[j])),
+                len(y), n_classes, ANALYSIS_NOTES["multilevel_class"]) for j, term in enumerate(spec.terms)]
+    assert len(rows) == k
+    between, within, value = icc(result)
+    return rows, {"wave": wave, "model": spec.label, "table_no": spec.table_no, "model_no": spec.model_no,
+                  "n_obs": len(y), "n_classes": n_classes, "class_variance": between,
+                  "residual_variance": within, "icc": value, "converged": bool(result.converged),
+                  "warnings": "; ".join(sorted(set(caught))) or None}
+
+
+def empty_model_icc(sample: pl.DataFrame, wave: str) -> dict:
+    """ICC of depression itself: the random-intercept model with only a constant."""
+    y = sample["depression"].cast(pl.Float64).to_numpy()
+    groups = codes(sample[CLASS_COLUMN])
+    result, caught = fit_random_intercept(y, np.ones((len(y), 1)), groups)
+    between, within, value = icc(result)
+    return {"wave": wave, "model": "Empty model (depression only)", "table_no": 0, "model_no": 0,
+            "n_obs": len(y), "n_classes": int(groups.max()) + 1, "class_variance": between,
+            "residual_variance": within, "icc": value, "converged": bool(result.converged),
+            "warnings": "; ".join(sorted(set(caught))) or None}
+
+
+CLUSTER_SCHEMA = {
+    "wave": pl.String, "table_no": pl.Int64, "model_no": pl.Int64, "term": pl.String, "analysis": pl.String,
+    "estimate": pl.Float64, "std_error": pl.Float64, "p_value": pl.Float64, "stars": pl.String,
+    "n_obs": pl.Int64, "n_groups": pl.Int64, "note": pl.String,
+}
+ICC_SCHEMA = {
+    "wave": pl.String, "model": pl.String, "table_no": pl.Int64, "model_no": pl.Int64, "n_obs": pl.Int64,
+    "n_classes": pl.Int64, "class_variance": pl.Float64, "residual_variance": pl.Float64, "icc": pl.Float64,
+    "converged": pl.Boolean, "warnings": pl.String,
+}
+
+
+@single_blas_thread
+def clustering_sensitivity(sample: pl.DataFrame, wave: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`marts.cluster_sensitivity` and `marts.multilevel_icc` for the focal models.
+
+    `sample` is the analysis sample with `school_id` and `class_key` (school + class).
+    """
+    missing = {SCHOOL_COLUMN, CLASS_COLUMN} - set(sample.columns)
+    if missing:
+        raise ValueError(f"the clustering sensitivity needs columns {sorted(missing)} in the sample of wave {wave!r}")
+    rows, iccs = [], [empty_model_icc(sample, wave)]
+    for spec in focal_specs():
+        rows += school_fixed_effects(sample, spec, wave)
+        rows += wild_bootstrap_rows(sample, spec, wave)
+        ml_rows, icc_row = multilevel_rows(sample, spec, wave)
+        rows += ml_rows
+        iccs.append(icc_row)
+    order = {a: i for i, a in enumerate(ANALYSES)}
+    frame = (pl.DataFrame(rows, schema=CLUSTER_SCHEMA)
+             .with_columns(pl.col("analysis").replace_strict(order).alias("__o"))
+             .sort("table_no", "model_no", "__o", maintain_order=True).drop("__o"))
+    return (CLUSTER_CONTRACT.validate(frame),
+            ICC_CONTRACT.validate(pl.DataFrame(iccs, schema=ICC_SCHEMA)))
+
+
+def clustering_sensitivity_of_wave(measures: pl.DataFrame, questionnaires: pl.DataFrame,
+                                   wave: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The clustering analyses on the wave's analysed children (with their class)."""
+    return clustering_sensitivity(complete_cases(sensitivity_frame(measures, questionnaires, wave)), wave)
+
+
+CLUSTER_CONTRACT = register("marts.cluster_sensitivity", pa.DataFrameSchema({
+    "wave": WAVE,
+    "table_no": pa.Column(pl.Int64, description="The paper's table (2 or 4)"),
+    "model_no": pa.Column(pl.Int64, description="The model's number within its table"),
+    "term": pa.Column(pl.String, description="Term as in marts.model_coefficients (school dummies not listed)"),
+    "analysis": pa.Column(pl.String, pa.Check.isin(list(ANALYSES)), description="; ".join(f"{k}: {v}" for k, v in ANALYSIS_NOTES.items())),
+    "estimate": pa.Column(pl.Float64, description="Coefficient (as_published coding)"),
+    "std_error": pa.Column(pl.Float64, pa.Check.gt(0), description="Standard error of the analysis (CR1 clustered for the wild bootstrap rows)"),
+    "p_value": pa.Column(pl.Float64, pa.Check.in_range(0, 1), description="Two-sided p-value: t (fixed effects), bootstrap (wild), normal (multilevel)"),
+    "stars": pa.Column(pl.String, description="*** p < 0.001, ** p < 0.01, * p < 0.05"),
+    "n_obs": pa.Column(pl.Int64, description="Children in the model"),
+    "n_groups": pa.Column(pl.Int64, description="Schools (fixed effects, wild bootstrap) or classes (multilevel)"),
+    "note": pa.Column(pl.String, description="How the row was computed and its limits (smallest attainable bootstrap p)"),
+}, strict=True, unique=["wave", "table_no", "model_no", "term", "analysis"],
+    description="One row per wave x focal model x term x clustering analysis: school fixed effects, wild cluster bootstrap (Rademacher, Webb) and a random intercept for class"))
+
+ICC_CONTRACT = register("marts.multilevel_icc", pa.DataFrameSchema({
+    "wave": WAVE,
+    "model": pa.Column(pl.String, description="The model: the empty model (depression only) or a focal model of the paper"),
+    "table_no": pa.Column(pl.Int64, description="The paper's table (0 for the empty model)"),
+    "model_no": pa.Column(pl.Int64, description="The model's number (0 for the empty model)"),
+    "n_obs": pa.Column(pl.Int64, description="Children"),
+    "n_classes": pa.Column(pl.Int64, description="Classes (school + class id)"),
+    "class_variance": pa.Column(pl.Float64, pa.Check.ge(0), description="Variance of the class random intercept (REML)"),
+    "residual_variance": pa.Column(pl.Float64, pa.Check.gt(0), description="Residual (within-class) variance"),
+    "icc": pa.Column(pl.Float64, pa.Check.in_range(0, 1), description="Intra-class correlation: class_variance / (class_variance + residual_variance)"),
+    "converged": pa.Column(pl.Boolean, description="The optimiser reported convergence"),
+    "warnings": pa.Column(pl.String, nullable=True, description="Warnings statsmodels raised during the fit (e.g. a variance on the boundary)"),
+}, strict=True, unique=["wave", "table_no", "model_no"],
+    description="One row per wave x model (and the empty model): the class random-intercept variance and the intra-class correlation"))
