@@ -26,7 +26,6 @@ from lbc_pipeline.lib.analysis.derive import (
     derive_measures,
     scale_reliability,
 )
-from lbc_pipeline.lib.contracts import ANALYTIC_COLUMNS, schema_for
 
 # Exclusion variable -> the staging variables its missingness rests on (for `detail`).
 _DETAIL_SOURCES = {
@@ -206,6 +205,8 @@ def build_sample(questionnaires: pl.DataFrame, missing_values: pl.DataFrame,
                  distribution: pl.DataFrame, manifest: WaveManifest, wave: str,
                  key: bytes) -> SampleResult:
     """Derive measures, apply the validity and exclusion rules, and build the sample."""
+    from lbc_pipeline.lib.contracts import ANALYTIC_COLUMNS, schema_for  # pandera: slow to import
+
     book = load_codebook()
     measures = derive_measures(questionnaires)
     measures = invalid_flags(measures, count_blank_items(missing_values),

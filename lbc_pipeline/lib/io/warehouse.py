@@ -20,7 +20,6 @@ import duckdb
 import polars as pl
 
 from lbc_pipeline.config import SQL_DIR
-from lbc_pipeline.lib.contracts import documentation, schema_for
 
 SCHEMAS = ("raw", "staging", "analysis", "marts")
 
@@ -66,6 +65,8 @@ def _literal(text: str) -> str:
 
 def contract_docs(table: str) -> tuple[str | None, dict[str, str]]:
     """The grain and the column descriptions of a table's contract (empty if it has none)."""
+    from lbc_pipeline.lib.contracts import documentation, schema_for  # pandera: slow to import
+
     try:
         contract = schema_for(table)
     except KeyError:

@@ -24,8 +24,6 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-import statsmodels
-from statsmodels.regression.linear_model import OLS
 
 Specification = Literal["as_published", "harmonised"]
 SPECIFICATIONS: tuple[Specification, ...] = ("as_published", "harmonised")
@@ -345,6 +343,8 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
     p_value (t distribution), 95% ci_low/ci_high, stars (from p_value),
     wild_bootstrap_p (cluster_school rows only) and a note on the SE type.
     """
+    from statsmodels.regression.linear_model import OLS  # slow to import: only where fitted
+
     y, X = design_matrix(sample, spec)
     clusters = cluster_codes(sample)
     n_clusters = int(clusters.max()) + 1
@@ -469,6 +469,8 @@ def model_artifact(
     per SE type (rows and columns in `terms` order), n, R-squared, the centring
     mean, the sample's sha256 and the package and statsmodels versions.
     """
+    import statsmodels
+
     return {
         "spec": asdict(spec),
         "label": spec.label,

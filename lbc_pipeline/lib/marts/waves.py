@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import polars as pl
-from statsmodels.regression.linear_model import OLS
 
 from lbc_pipeline.codebook import load_codebook
 from lbc_pipeline.lib.marts import models
@@ -169,6 +168,8 @@ def fit_pooled_model(
     samples: pl.DataFrame, spec: models.ModelSpec, waves: list[str]
 ) -> tuple[pl.DataFrame, dict]:
     """Fit one pooled model: its coefficient rows (term x SE type) and its fit row."""
+    from statsmodels.regression.linear_model import OLS  # slow to import: only where fitted
+
     terms = pooled_terms(spec, waves)
     y, X = pooled_design(samples, spec, waves)
     if np.linalg.matrix_rank(X) < X.shape[1]:

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandera.errors
 import polars as pl
 
 from lbc_pipeline.codebook import load_codebook
 from lbc_pipeline.lib.raw.reading import ROW_COLUMN, RawFileError
-from lbc_pipeline.lib.contracts import answer_schema, schema_for
 
 DATE_FORMAT = "%Y-%m-%d"
 
@@ -131,6 +129,10 @@ def find_out_of_range(frame: pl.DataFrame) -> pl.DataFrame:
 
     Returns (row index, variable, check) rows; an empty frame when all values conform.
     """
+    import pandera.errors
+
+    from lbc_pipeline.lib.contracts import answer_schema
+
     schema = answer_schema()
     numeric = frame.select(list(schema.columns))
     empty = pl.DataFrame(schema={"__index": pl.Int64, "variable": pl.String, "check": pl.String})
@@ -151,6 +153,8 @@ def find_out_of_range(frame: pl.DataFrame) -> pl.DataFrame:
 
 def clean_questionnaires(raw: pl.DataFrame, wave: str, file_name: str) -> CleanedQuestionnaires:
     """Staging tables of one wave from its raw questionnaires (text, `_row`, codebook names)."""
+    from lbc_pipeline.lib.contracts import schema_for
+
     book = load_codebook()
     missing_qid = raw.filter(pl.col("qid").is_null())
     if missing_qid.height:
@@ -220,6 +224,8 @@ def clean_questionnaires(raw: pl.DataFrame, wave: str, file_name: str) -> Cleane
 
 def clean_distribution(raw: pl.DataFrame, wave: str, file_name: str) -> pl.DataFrame:
     """The typed distribution table; any unreadable value is an error naming its row."""
+    from lbc_pipeline.lib.contracts import schema_for
+
     book = load_codebook()
     out = {"wave": [wave] * raw.height}
     for var in book.file_variables("distribution"):
