@@ -5,13 +5,15 @@ tested with a hand-made row that should trigger it and one that should not.
 """
 
 import dataclasses
+import hashlib
+import hmac
 
 import polars as pl
 import pytest
 
 from lbc_pipeline_tests.rows import valid_row, varied_rows
 from lbc_pipeline_tests.helpers import MANIFEST, sample
-from lbc_pipeline.lib.analysis.sample import child_key
+from lbc_pipeline.lib.analysis.sample import child_key, child_keys
 
 BASE = varied_rows(60, seed=11, prefix="B")
 
@@ -131,6 +133,33 @@ def test_an_analysable_child_is_analysed_with_a_pseudonymous_key():
 def test_child_key_depends_on_the_secret():
     assert child_key(b"a" * 32, "2019", "Q1") != child_key(b"b" * 32, "2019", "Q1")
     assert child_key(b"a" * 32, "2019", "Q1") == child_key(b"a" * 32, "2019", "Q1")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        bytes.fromhex("ef" * 32),  # the project's key: 32 random bytes, padded to the 64-byte block
+        b"",  # an empty key: all padding
+        b"x" * 64,  # exactly one block: no padding
+        b"long key " * 12,  # longer than a block: hashed first (RFC 2104)
+    ],
+)
+def test_child_keys_are_hmac_sha256_of_wave_and_qid(key: bytes):
+    # The vectorised keys must be the stdlib's HMAC, byte for byte, so that keys already
+    # published stay the same; qids with non-ASCII text, the separator itself, and empty text.
+    qids = ["HC2019-0001", "学生-7", "", "a\x1fb", *[f"Q{i:05d}" for i in range(200)]]
+    got = dict(child_keys(key, "2019", pl.Series(qids)).iter_rows())
+    expected = {q: hmac.new(key, f"2019\x1f{q}".encode(), hashlib.sha256).hexdigest()[:20] for q in qids}
+    assert got == expected
+
+
+def test_child_keys_depend_on_the_secret_and_the_wave():
+    # negative cases: another key or another wave gives other keys for the same qids
+    qids = pl.Series(["Q1", "Q2"])
+    base = child_keys(b"a" * 32, "2019", qids)["child_key"].to_list()
+    assert set(base).isdisjoint(child_keys(b"b" * 32, "2019", qids)["child_key"].to_list())
+    assert set(base).isdisjoint(child_keys(b"a" * 32, "2021", qids)["child_key"].to_list())
+    assert all(len(k) == 20 for k in base)
 
 
 def test_flow_adds_up_and_reasons_sum_to_each_step():
