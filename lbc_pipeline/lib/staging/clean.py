@@ -60,15 +60,21 @@ def collapse_duplicates(raw: pl.DataFrame, wave: str) -> tuple[pl.DataFrame, pl.
         .join(status, on="qid", how="left")
     )
     repeated = groups.filter(pl.col("n_rows") > 1)
-    differing = []
-    for qid in repeated.filter(pl.col("n_versions") > 1)["qid"].to_list():
-        rows = raw.filter(pl.col("qid") == qid).drop(ROW_COLUMN)
-        differing.append({
-            "qid": qid,
-            "differing_columns": [c for c in rows.columns if rows[c].n_unique() > 1],
-        })
-    differing_frame = pl.DataFrame(
-        differing, schema={"qid": pl.String, "differing_columns": pl.List(pl.String)}
+    # For every conflicting qid at once: the columns (in file order) whose values differ.
+    conflicting = repeated.filter(pl.col("n_versions") > 1).select("qid")
+    differing_frame = (
+        raw.join(conflicting, on="qid", how="semi")
+        .group_by("qid")
+        .agg([pl.col(c).n_unique().alias(c) for c in value_columns if c != "qid"])
+        .select(
+            "qid",
+            pl.concat_list([
+                pl.when(pl.col(c) > 1).then(pl.lit(c)).otherwise(pl.lit(None, dtype=pl.String))
+                for c in value_columns if c != "qid"
+            ]).list.drop_nulls().alias("differing_columns"),
+        )
+    ) if conflicting.height else pl.DataFrame(
+        schema={"qid": pl.String, "differing_columns": pl.List(pl.String)}
     )
     report = (
         repeated.join(differing_frame, on="qid", how="left")
@@ -180,21 +186,16 @@ def clean_questionnaires(raw: pl.DataFrame, wave: str, file_name: str) -> Cleane
     reason_columns = [c for c in typed.columns if c.startswith("__reason_")]
     variables = [c.removeprefix("__reason_") for c in reason_columns]
 
-    long_reasons = (
-        typed.select("qid", ROW_COLUMN, *reason_columns)
-        .unpivot(index=["qid", ROW_COLUMN], on=reason_columns, variable_name="variable", value_name="reason")
+    # One row per missing cell, built column by column: only the missing cells are ever
+    # materialised (not every cell of the wave in long form). `typed` keeps `kept`'s rows in
+    # order, so each raw value sits in the same row of `kept`.
+    missing_values = pl.concat([
+        typed.select("qid", ROW_COLUMN, pl.col(_reason_col(v)).alias("reason"))
+        .with_columns(kept[v].alias("raw_value"))
         .filter(pl.col("reason").is_not_null())
-        .with_columns(pl.col("variable").str.replace("^__reason_", ""))
-    )
-    raw_values = (
-        kept.select("qid", *variables)
-        .unpivot(index="qid", on=variables, variable_name="variable", value_name="raw_value")
-    )
-    missing_values = (
-        long_reasons.join(raw_values, on=["qid", "variable"], how="left")
-        .select(pl.lit(wave).alias("wave"), "qid", "variable", "raw_value", "reason", ROW_COLUMN)
-        .sort("qid", "variable")
-    )
+        .select(pl.lit(wave).alias("wave"), "qid", pl.lit(v).alias("variable"), "raw_value", "reason", ROW_COLUMN)
+        for v in variables
+    ]).sort("qid", "variable")
     checks = failures.join(
         typed.select("__index", "qid"), on="__index", how="left"
     ).select("qid", "variable", "check")
