@@ -161,12 +161,31 @@ def _missing_detail(missing_values: pl.DataFrame, variables: tuple[str, ...], al
     )
 
 
+def _missing_details(missing_values: pl.DataFrame, variables: list[str]) -> pl.DataFrame:
+    """Per qid, one `__detail_<variable>` column for each exclusion variable: what
+    `_missing_detail` gives for it, for every variable in one pass (one group-by, one pivot)
+    instead of a group-by and a join per variable."""
+    sources = {source: v for v in variables for source in _DETAIL_SOURCES.get(v, (v,))}
+    assert len(sources) == sum(len(_DETAIL_SOURCES.get(v, (v,))) for v in variables), "a source feeds two variables"
+    long = (
+        missing_values.filter(pl.col("variable").is_in(list(sources)))
+        .with_columns(pl.col("variable").replace_strict(sources, return_dtype=pl.String).alias("__for"))
+        .group_by("qid", "__for")
+        .agg(pl.format("{}={}", "variable", "reason").sort().str.join(", ").alias("detail"))
+        .with_columns(("__detail_" + pl.col("__for")).alias("__for"))
+    )
+    if long.height == 0:
+        return pl.DataFrame(schema={"qid": pl.String})
+    return long.pivot(on="__for", index="qid", values="detail")
+
+
 def exclusion_flags(measures: pl.DataFrame, missing_values: pl.DataFrame) -> pl.DataFrame:
     """Add `exclusion_reasons` (deceased parent, then missing model variables, in the
     codebook's order) and `exclusion_detail` (what each reason rests on, e.g.
     `missing_mother_edu: mother_edu=dont_know`)."""
     book = load_codebook()
-    frame = measures
+    variables = [v for v in book.exclusion_order if v != "deceased_parent"]
+    frame = measures.join(_missing_details(missing_values, variables), on="qid", how="left")
     flags: dict[str, pl.Expr] = {}
     details: list[pl.Expr] = []
     for variable in book.exclusion_order:
@@ -176,8 +195,8 @@ def exclusion_flags(measures: pl.DataFrame, missing_values: pl.DataFrame) -> pl.
         else:
             name, flag = f"missing_{variable}", pl.col(_ANALYSIS_NAMES.get(variable, variable)).is_null()
             column = f"__detail_{variable}"
-            frame = frame.join(
-                _missing_detail(missing_values, _DETAIL_SOURCES.get(variable, (variable,)), column), on="qid", how="left")
+            if column not in frame.columns:
+                frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
             derived = {"migration_group": "migration_missing_reason", "age": "age_missing_reason"}.get(variable)
             detail = pl.coalesce(pl.col(column), pl.col(derived)) if derived else pl.col(column)
         flags[name] = flag.fill_null(False)
