@@ -17,6 +17,7 @@ bootstrap-t p-value (Rademacher weights, null imposed: WCR).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from dataclasses import asdict, dataclass, field
@@ -220,71 +221,121 @@ def cluster_codes(sample: pl.DataFrame) -> np.ndarray:
     return np.unique(sample[CLUSTER_COLUMN].cast(pl.String).to_numpy(), return_inverse=True)[1]
 
 
+@functools.lru_cache(maxsize=4)
 def rademacher_weights(n_clusters: int) -> tuple[np.ndarray, bool]:
     """Return Rademacher sign patterns (clusters x patterns) and whether they are all of them.
 
     Up to WILD_BOOTSTRAP_ENUMERATE_MAX_CLUSTERS clusters every one of the 2**G
     patterns is listed (an exact, seed-free distribution); above that,
-    WILD_BOOTSTRAP_DRAWS patterns are drawn with WILD_BOOTSTRAP_SEED.
+    WILD_BOOTSTRAP_DRAWS patterns are drawn with WILD_BOOTSTRAP_SEED. The patterns are
+    drawn once per number of clusters and shared (read-only) by every term and model.
     """
     if n_clusters <= WILD_BOOTSTRAP_ENUMERATE_MAX_CLUSTERS:
-        patterns = np.array(list(itertools.product((1.0, -1.0), repeat=n_clusters)))
-        return patterns.T, True
-    rng = np.random.default_rng(WILD_BOOTSTRAP_SEED)
-    return rng.choice((-1.0, 1.0), size=(n_clusters, WILD_BOOTSTRAP_DRAWS)), False
+        patterns = np.array(list(itertools.product((1.0, -1.0), repeat=n_clusters))).T
+        enumerated = True
+    else:
+        rng = np.random.default_rng(WILD_BOOTSTRAP_SEED)
+        patterns = rng.choice((-1.0, 1.0), size=(n_clusters, WILD_BOOTSTRAP_DRAWS))
+        enumerated = False
+    patterns.setflags(write=False)
+    return patterns, enumerated
 
 
 @dataclass(frozen=True)
 class ClusterDesign:
-    """A design matrix with the per-cluster pieces the wild bootstrap reuses for every term."""
+    """A design matrix with what the wild bootstrap reuses for every term.
+
+    `order` sorts the rows by cluster and `starts` is where each cluster begins in that
+    order, so per-cluster sums are one pass over contiguous rows.
+    """
 
     X: np.ndarray
-    onehot: np.ndarray  # rows x clusters, 1 where the row is in the cluster
+    n_clusters: int
+    order: np.ndarray
+    starts: np.ndarray
+    xtx: np.ndarray
     xtx_inv: np.ndarray
-    hessians: np.ndarray  # clusters x k x k: X_g' X_g
 
-    @property
-    def n_clusters(self) -> int:
-        return self.onehot.shape[1]
+    def cluster_sums(self, values: np.ndarray) -> np.ndarray:
+        """Column sums of `values` (rows x m) within each cluster: clusters x m."""
+        return np.add.reduceat(values[self.order], self.starts, axis=0)
 
 
 def cluster_design(X: np.ndarray, clusters: np.ndarray) -> ClusterDesign:
-    """Precompute (X'X)^-1 and each cluster's X_g' X_g for the cluster codes 0..G-1."""
+    """Precompute X'X, its inverse and the rows' cluster order for the codes 0..G-1
+    (every code must occur)."""
     n_clusters = int(clusters.max()) + 1
-    onehot = (clusters[:, None] == np.arange(n_clusters)[None, :]).astype(float)
-    hessians = np.stack([X[clusters == g].T @ X[clusters == g] for g in range(n_clusters)])
-    return ClusterDesign(X, onehot, np.linalg.inv(X.T @ X), hessians)
+    order = np.argsort(clusters, kind="stable")
+    starts = np.searchsorted(clusters[order], np.arange(n_clusters))
+    xtx = X.T @ X
+    return ClusterDesign(X, n_clusters, order, starts, xtx, np.linalg.inv(xtx))
 
 
-def cluster_t_statistics(
-    design: ClusterDesign,
-    column: int,
-    fitted: np.ndarray,
-    residuals: np.ndarray,
-    weights: np.ndarray,
-) -> np.ndarray:
-    """Return the cluster-robust t statistic of one coefficient in each wild bootstrap sample.
+def _bootstrap_rows(design: ClusterDesign, y: np.ndarray, column: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """The pieces of one term's wild bootstrap, as rows over clusters.
 
-    Bootstrap sample b has outcome `fitted + weights[g, b] * residuals` (g = the
-    row's cluster). The variance is the CR1 sandwich with statsmodels' small-sample
-    factor G/(G-1) * (N-1)/(N-K), so a weight of all ones reproduces the t statistic
-    of `fitted + residuals` regressed on X. Everything is computed for all samples at
-    once from per-cluster sums, without refitting.
+    WCR: the model is refitted without `column` (normal equations on X'X), giving
+    fitted values f and residuals u. Bootstrap sample b has outcome f + w_gb u (g = the
+    row's cluster); with a = row `column` of (X'X)^-1, its coefficient is
+    a'X'f + sum_g w_gb q_g (q_g = a'X_g'u_g), and its CR1 variance is the sum over
+    clusters of the squared score w_gb q_g - (a'H_g)(X'X)^-1 S w_b (H_g = X_g'X_g,
+    S = the clusters' X_g'u_g). Returns a'X'f, the rows q, (X'X)^-1 S and (q a'H_g)'
+    stacked ((2k + 1) x clusters): every bootstrap quantity is these rows times the
+    weights; and a'H_g (clusters x k).
     """
     X, xtx_inv = design.X, design.xtx_inv
-    n, k = X.shape
-    a = xtx_inv[column]  # beta_j = a' X'y
-    s = X.T @ (design.onehot * residuals[:, None])  # s[:, g] = X_g' u_g
-    beta_fitted = xtx_inv @ (X.T @ fitted)
+    k = X.shape[1]
+    keep = np.arange(k) != column
+    coef_r = np.linalg.solve(design.xtx[np.ix_(keep, keep)], X[:, keep].T @ y)
+    fitted = X[:, keep] @ coef_r
+    residuals = y - fitted
+    a = xtx_inv[column]
+    s = design.cluster_sums(X * residuals[:, None]).T  # k x clusters
     q = a @ s
-    numerator = beta_fitted[column] + q @ weights
-    # a . (cluster g's score in sample b) = w_gb (a . s_g) - a' H_g (X'X)^-1 S w_b
-    r = np.einsum("i,gij->gj", a, design.hessians) @ (xtx_inv @ s)
-    scores = (np.diag(q) - r) @ weights
+    aH = design.cluster_sums(X * (X @ a)[:, None])  # clusters x k: a'H_g
+    rows = np.vstack([q[None, :], xtx_inv @ s, (q[:, None] * aH).T])
+    return float(a @ (X.T @ fitted)), rows, aH
+
+
+def wild_cluster_bootstrap_ps(y: np.ndarray, X: np.ndarray, clusters: np.ndarray,
+                              design: ClusterDesign | None = None) -> list[tuple[float, int, bool]]:
+    """Return the wild cluster bootstrap-t p-value of H0: coefficient j = 0 for every column j.
+
+    WCR: the null is imposed (the model is refitted without the column), the
+    restricted residuals are flipped by Rademacher signs per cluster, and the
+    p-value is the share of bootstrap |t| at least the observed |t| (symmetric).
+    The statistics of every term and sample come from per-cluster sums and one product
+    of stacked rows with the sign patterns, without refitting and without a rows x
+    clusters or clusters x clusters matrix. Returns (p-value, number of sign patterns,
+    whether all were enumerated) per column.
+    """
+    design = design or cluster_design(X, clusters)
+    n, k = X.shape
     g = design.n_clusters
+    weights, enumerated = rademacher_weights(g)
+    pieces = [_bootstrap_rows(design, y, j) for j in range(k)]
+    stacked = np.vstack([rows for _, rows, _ in pieces])
+    projected_all = stacked @ weights  # (k (2k + 1)) x samples
+    observed_all = stacked.sum(axis=1)  # the all-ones pattern: the original sample
     correction = g / (g - 1) * (n - 1) / (n - k)
-    variance = correction * (scores**2).sum(axis=0)
-    return numerator / np.sqrt(variance)
+    out = []
+    height = 2 * k + 1
+    for j, (constant, rows, aH) in enumerate(pieces):
+        q, gram = rows[0], aH.T @ aH
+
+        def t_of(projected: np.ndarray) -> np.ndarray:
+            # with w_gb = +-1: sum_g (w_gb q_g - aH_g z_b)^2 = q'q - 2 z_b'y_b + z_b'(aH'aH)z_b,
+            # z = (X'X)^-1 S w and y = (q aH)' w (the projected rows)
+            z, yq = projected[1:k + 1], projected[k + 1:]
+            total = q @ q - 2 * (z * yq).sum(axis=0) + (z * (gram @ z)).sum(axis=0)
+            return (constant + projected[0]) / np.sqrt(correction * total)
+
+        block = slice(j * height, (j + 1) * height)
+        t_observed = t_of(observed_all[block][:, None])[0]
+        t_boot = t_of(projected_all[block])
+        tolerance = 1e-10 * max(1.0, abs(t_observed))
+        out.append((float(np.mean(np.abs(t_boot) >= abs(t_observed) - tolerance)), weights.shape[1], enumerated))
+    return out
 
 
 def wild_cluster_bootstrap_p(
@@ -294,27 +345,9 @@ def wild_cluster_bootstrap_p(
     column: int,
     design: ClusterDesign | None = None,
 ) -> tuple[float, int, bool]:
-    """Return the wild cluster bootstrap-t p-value of H0: coefficient `column` = 0.
-
-    WCR: the null is imposed (the model is refitted without the column), the
-    restricted residuals are flipped by Rademacher signs per cluster, and the
-    p-value is the share of bootstrap |t| at least the observed |t| (symmetric).
-    `design` may carry the precomputed cluster pieces of X. Returns (p-value,
-    number of sign patterns, whether all were enumerated).
-    """
-    design = design or cluster_design(X, clusters)
-    restricted = np.delete(X, column, axis=1)
-    coef_r = np.linalg.lstsq(restricted, y, rcond=None)[0]
-    fitted_r = restricted @ coef_r
-    residuals_r = y - fitted_r
-    weights, enumerated = rademacher_weights(design.n_clusters)
-    t_observed = cluster_t_statistics(
-        design, column, fitted_r, residuals_r, np.ones((design.n_clusters, 1))
-    )[0]
-    t_boot = cluster_t_statistics(design, column, fitted_r, residuals_r, weights)
-    tolerance = 1e-10 * max(1.0, abs(t_observed))
-    p_value = float(np.mean(np.abs(t_boot) >= abs(t_observed) - tolerance))
-    return p_value, weights.shape[1], enumerated
+    """Return the wild cluster bootstrap-t p-value of H0: coefficient `column` = 0
+    (see `wild_cluster_bootstrap_ps`)."""
+    return wild_cluster_bootstrap_ps(y, X, clusters, design)[column]
 
 
 def cluster_note(n_clusters: int, n_patterns: int, enumerated: bool) -> str:
@@ -363,7 +396,7 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
         "cluster_school": base.get_robustcov_results(cov_type="cluster", groups=clusters, use_t=True),
     }
     design = cluster_design(X, clusters)
-    bootstrap = [wild_cluster_bootstrap_p(y, X, clusters, j, design) for j in range(X.shape[1])]
+    bootstrap = wild_cluster_bootstrap_ps(y, X, clusters, design)
     note = cluster_note(n_clusters, bootstrap[0][1], bootstrap[0][2])
     rows = []
     for se_type, res in results.items():
