@@ -217,8 +217,8 @@ def significance_stars(p_value: float) -> str:
 
 
 def cluster_codes(sample: pl.DataFrame) -> np.ndarray:
-    """Return each child's school as an integer code 0..G-1."""
-    return np.unique(sample[CLUSTER_COLUMN].cast(pl.String).to_numpy(), return_inverse=True)[1]
+    """Return each child's school as an integer code 0..G-1 (in sorted school order)."""
+    return (sample[CLUSTER_COLUMN].cast(pl.String).rank("dense") - 1).cast(pl.Int64).to_numpy()
 
 
 @functools.lru_cache(maxsize=4)
@@ -256,9 +256,6 @@ class ClusterDesign:
     xtx: np.ndarray
     xtx_inv: np.ndarray
 
-    def cluster_sums(self, values: np.ndarray) -> np.ndarray:
-        """Column sums of `values` (rows x m) within each cluster: clusters x m."""
-        return np.add.reduceat(values[self.order], self.starts, axis=0)
 
 
 def cluster_design(X: np.ndarray, clusters: np.ndarray) -> ClusterDesign:
@@ -271,30 +268,16 @@ def cluster_design(X: np.ndarray, clusters: np.ndarray) -> ClusterDesign:
     return ClusterDesign(X, n_clusters, order, starts, xtx, np.linalg.inv(xtx))
 
 
-def _bootstrap_rows(design: ClusterDesign, y: np.ndarray, column: int) -> tuple[float, np.ndarray, np.ndarray]:
-    """The pieces of one term's wild bootstrap, as rows over clusters.
-
-    WCR: the model is refitted without `column` (normal equations on X'X), giving
-    fitted values f and residuals u. Bootstrap sample b has outcome f + w_gb u (g = the
-    row's cluster); with a = row `column` of (X'X)^-1, its coefficient is
-    a'X'f + sum_g w_gb q_g (q_g = a'X_g'u_g), and its CR1 variance is the sum over
-    clusters of the squared score w_gb q_g - (a'H_g)(X'X)^-1 S w_b (H_g = X_g'X_g,
-    S = the clusters' X_g'u_g). Returns a'X'f, the rows q, (X'X)^-1 S and (q a'H_g)'
-    stacked ((2k + 1) x clusters): every bootstrap quantity is these rows times the
-    weights; and a'H_g (clusters x k).
-    """
-    X, xtx_inv = design.X, design.xtx_inv
-    k = X.shape[1]
-    keep = np.arange(k) != column
-    coef_r = np.linalg.solve(design.xtx[np.ix_(keep, keep)], X[:, keep].T @ y)
-    fitted = X[:, keep] @ coef_r
-    residuals = y - fitted
-    a = xtx_inv[column]
-    s = design.cluster_sums(X * residuals[:, None]).T  # k x clusters
-    q = a @ s
-    aH = design.cluster_sums(X * (X @ a)[:, None])  # clusters x k: a'H_g
-    rows = np.vstack([q[None, :], xtx_inv @ s, (q[:, None] * aH).T])
-    return float(a @ (X.T @ fitted)), rows, aH
+def cluster_hessians(design: ClusterDesign) -> np.ndarray:
+    """Each cluster's X_g'X_g (clusters x k x k), from one sorted pass per column."""
+    Xs = design.X[design.order]
+    k = Xs.shape[1]
+    H = np.empty((design.n_clusters, k, k))
+    for j in range(k):
+        block = np.add.reduceat(Xs[:, j:j + 1] * Xs[:, j:], design.starts, axis=0)
+        H[:, j, j:] = block
+        H[:, j:, j] = block
+    return H
 
 
 def wild_cluster_bootstrap_ps(y: np.ndarray, X: np.ndarray, clusters: np.ndarray,
@@ -304,16 +287,42 @@ def wild_cluster_bootstrap_ps(y: np.ndarray, X: np.ndarray, clusters: np.ndarray
     WCR: the null is imposed (the model is refitted without the column), the
     restricted residuals are flipped by Rademacher signs per cluster, and the
     p-value is the share of bootstrap |t| at least the observed |t| (symmetric).
-    The statistics of every term and sample come from per-cluster sums and one product
-    of stacked rows with the sign patterns, without refitting and without a rows x
-    clusters or clusters x clusters matrix. Returns (p-value, number of sign patterns,
-    whether all were enumerated) per column.
+    Returns (p-value, number of sign patterns, whether all were enumerated) per column.
+
+    Nothing is refitted and no rows x clusters or clusters x clusters matrix is formed:
+    - the restricted residuals are u_j = e + b_j X c_j (Frisch-Waugh-Lovell: e the full
+      model's residuals, b_j its coefficient, X c_j = x_j minus its projection on the
+      other columns), so each cluster's X_g'u_j = X_g'e + b_j H_g c_j (H_g = X_g'X_g);
+    - with a = row j of (X'X)^-1, sample b's coefficient is a'X'f_j + sum_g w_gb q_g
+      (q_g = a'X_g'u_j, f_j = the restricted fitted values) and its CR1 variance is the
+      sum over clusters of the squared score w_gb q_g - (a'H_g) z_b, z_b = (X'X)^-1 S w_b;
+      with w_gb = +-1 that sum is q'q - 2 z_b'y_b + z_b'(aH'aH) z_b, y_b = (q aH)' w_b;
+    - so every term's statistics are rows over clusters (q, (X'X)^-1 S, (q aH)') times
+      the sign patterns: one matrix product for all terms of the model.
     """
     design = design or cluster_design(X, clusters)
     n, k = X.shape
     g = design.n_clusters
     weights, enumerated = rademacher_weights(g)
-    pieces = [_bootstrap_rows(design, y, j) for j in range(k)]
+    xtx, xtx_inv = design.xtx, design.xtx_inv
+    beta = xtx_inv @ (X.T @ y)
+    Xs = X[design.order]
+    residuals = y[design.order] - Xs @ beta
+    S_e = np.add.reduceat(Xs * residuals[:, None], design.starts, axis=0)  # clusters x k
+    del Xs
+    H = cluster_hessians(design)
+    pieces = []
+    for j in range(k):
+        keep = np.arange(k) != j
+        c = np.zeros(k)
+        c[j] = 1.0
+        c[keep] = -np.linalg.solve(xtx[np.ix_(keep, keep)], xtx[keep, j])
+        S = (S_e + beta[j] * (H @ c)).T  # k x clusters: X_g'u_j
+        a = xtx_inv[j]
+        q = a @ S
+        aH = H @ a  # clusters x k: a'H_g (H_g symmetric)
+        constant = float(a @ (xtx @ (beta - beta[j] * c)))  # a'X'f_j (0 up to rounding)
+        pieces.append((constant, np.vstack([q[None, :], xtx_inv @ S, (q[:, None] * aH).T]), aH))
     stacked = np.vstack([rows for _, rows, _ in pieces])
     projected_all = stacked @ weights  # (k (2k + 1)) x samples
     observed_all = stacked.sum(axis=1)  # the all-ones pattern: the original sample
@@ -324,8 +333,6 @@ def wild_cluster_bootstrap_ps(y: np.ndarray, X: np.ndarray, clusters: np.ndarray
         q, gram = rows[0], aH.T @ aH
 
         def t_of(projected: np.ndarray) -> np.ndarray:
-            # with w_gb = +-1: sum_g (w_gb q_g - aH_g z_b)^2 = q'q - 2 z_b'y_b + z_b'(aH'aH)z_b,
-            # z = (X'X)^-1 S w and y = (q aH)' w (the projected rows)
             z, yq = projected[1:k + 1], projected[k + 1:]
             total = q @ q - 2 * (z * yq).sum(axis=0) + (z * (gram @ z)).sum(axis=0)
             return (constant + projected[0]) / np.sqrt(correction * total)
