@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -376,6 +377,16 @@ def cluster_note(n_clusters: int, n_patterns: int, enumerated: bool) -> str:
     )
 
 
+def design_rank(fitted) -> int:
+    """The design matrix's rank as `np.linalg.matrix_rank` computes it (singular values above
+    S.max() * max(N, K) * eps), from the singular values statsmodels' fit has already computed
+    (a second SVD of an N x K matrix costs as much as the fit)."""
+    values = np.asarray(fitted.model.wexog_singular_values)
+    exog = fitted.model.wexog
+    tolerance = values.max() * max(exog.shape) * np.finfo(values.dtype).eps
+    return int(np.count_nonzero(values > tolerance))
+
+
 def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
     """Fit one model by OLS; its coefficient rows cover every SE type in SE_TYPES.
 
@@ -388,7 +399,10 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
     y, X = design_matrix(sample, spec)
     clusters = cluster_codes(sample)
     n_clusters = int(clusters.max()) + 1
-    if np.linalg.matrix_rank(X) < X.shape[1]:
+    with warnings.catch_warnings():  # a rank-deficient design is refused just below
+        warnings.filterwarnings("ignore", message="The design matrix is rank-deficient")
+        base = OLS(y, X).fit()
+    if design_rank(base) < X.shape[1]:
         constant = [t for j, t in enumerate(spec.terms) if t != CONST and np.ptp(X[:, j]) == 0]
         raise ValueError(
             f"{spec.label} cannot be estimated on this sample: its design matrix is rank "
@@ -396,7 +410,6 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
         )
     if n_clusters < 2:
         raise ValueError(f"{spec.label}: clustered standard errors need at least two schools")
-    base = OLS(y, X).fit()
     results = {
         "nonrobust": base,
         "HC3": base.get_robustcov_results(cov_type="HC3", use_t=True),

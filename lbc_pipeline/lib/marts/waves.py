@@ -17,6 +17,8 @@ that order is the reference of the wave fixed effects and has no previous wave.
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -172,12 +174,14 @@ def fit_pooled_model(
 
     terms = pooled_terms(spec, waves)
     y, X = pooled_design(samples, spec, waves)
-    if np.linalg.matrix_rank(X) < X.shape[1]:
+    with warnings.catch_warnings():  # a rank-deficient design is refused just below
+        warnings.filterwarnings("ignore", message="The design matrix is rank-deficient")
+        base = OLS(y, X).fit()
+    if models.design_rank(base) < X.shape[1]:
         raise ValueError(
             f"pooled {spec.label} on waves {waves} cannot be estimated: its design matrix "
             "is rank deficient"
         )
-    base = OLS(y, X).fit()
     results = {
         "nonrobust": base,
         "HC3": base.get_robustcov_results(cov_type="HC3", use_t=True),
