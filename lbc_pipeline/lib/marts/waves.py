@@ -18,7 +18,6 @@ that order is the reference of the wave fixed effects and has no previous wave.
 from __future__ import annotations
 
 import warnings
-
 from dataclasses import asdict, dataclass
 
 import numpy as np
