@@ -95,11 +95,27 @@ def child_keys(key: bytes, wave: str, qids: pl.Series) -> pl.DataFrame:
 
 
 # ------------------------------------------------------------------ rules
-def _reason_list(flags: dict[str, pl.Expr]) -> pl.Expr:
-    """A list column of the names whose flag is true, in the dict's order."""
-    return pl.concat_list(
-        [pl.when(flag).then(pl.lit(name)).otherwise(pl.lit(None, dtype=pl.String)) for name, flag in flags.items()]
-    ).list.drop_nulls()
+def _with_reason_list(frame: pl.DataFrame, flags: dict[str, pl.Expr], alias: str) -> pl.DataFrame:
+    """Add `alias`: a list column of the names whose flag is true, in the dict's order.
+
+    The flags are packed into one integer per row and each distinct combination's list is
+    built once and joined on: a concatenation of one list per flag would allocate
+    rows x flags list slots (gigabytes at a million questionnaires).
+    """
+    names = list(flags)
+    mask = pl.sum_horizontal([flag.cast(pl.Int64) * (1 << i) for i, flag in enumerate(flags.values())])
+    frame = frame.with_columns(mask.alias("__mask"))
+    masks = frame["__mask"].unique().sort().to_list()
+    lookup = pl.DataFrame(
+        {"__mask": masks, alias: [[n for i, n in enumerate(names) if m >> i & 1] for m in masks]},
+        schema={"__mask": pl.Int64, alias: pl.List(pl.String)},
+    )
+    return frame.join(lookup, on="__mask", how="left", maintain_order="left").drop("__mask")
+
+
+def _joined_details(details: list[pl.Expr]) -> pl.Expr:
+    """The non-null details, joined with '; ' (rows without any never reach an output)."""
+    return pl.concat_str(details, separator="; ", ignore_nulls=True)
 
 
 def invalid_flags(measures: pl.DataFrame, blank_counts: pl.DataFrame, schools: list[str],
@@ -132,11 +148,11 @@ def invalid_flags(measures: pl.DataFrame, blank_counts: pl.DataFrame, schools: l
         "unknown_school": pl.format("school_id={}", pl.col("school_id")),
         "outside_fieldwork": pl.format("survey_date={}", pl.col("survey_date")),
     }
+    frame = _with_reason_list(frame, {k: v.fill_null(False) for k, v in flags.items()}, "invalid_reasons")
     return frame.with_columns(
-        _reason_list({k: v.fill_null(False) for k, v in flags.items()}).alias("invalid_reasons"),
-        pl.concat_list(
+        _joined_details(
             [pl.when(flags[k].fill_null(False)).then(details[k]).otherwise(pl.lit(None, dtype=pl.String)) for k in flags]
-        ).list.drop_nulls().list.join("; ").alias("invalid_detail"),
+        ).alias("invalid_detail"),
     )
 
 
@@ -201,9 +217,9 @@ def exclusion_flags(measures: pl.DataFrame, missing_values: pl.DataFrame) -> pl.
             detail = pl.coalesce(pl.col(column), pl.col(derived)) if derived else pl.col(column)
         flags[name] = flag.fill_null(False)
         details.append(pl.when(flags[name]).then(pl.format("{}: {}", pl.lit(name), detail.fill_null(pl.lit("missing")))))
+    frame = _with_reason_list(frame, flags, "exclusion_reasons")
     return frame.with_columns(
-        _reason_list(flags).alias("exclusion_reasons"),
-        pl.concat_list(details).list.drop_nulls().list.join("; ").alias("exclusion_detail"),
+        _joined_details(details).alias("exclusion_detail"),
     ).drop(pl.selectors.starts_with("__detail_"))
 
 
