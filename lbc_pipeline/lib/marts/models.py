@@ -219,7 +219,10 @@ def significance_stars(p_value: float) -> str:
 
 def cluster_codes(sample: pl.DataFrame) -> np.ndarray:
     """Return each child's school as an integer code 0..G-1 (in sorted school order)."""
-    return (sample[CLUSTER_COLUMN].cast(pl.String).rank("dense") - 1).cast(pl.Int64).to_numpy()
+    schools = sample[CLUSTER_COLUMN].cast(pl.String)
+    levels = schools.unique().sort()
+    codes = pl.DataFrame({CLUSTER_COLUMN: levels, "code": np.arange(len(levels), dtype=np.int64)})
+    return schools.to_frame().join(codes, on=CLUSTER_COLUMN, how="left", maintain_order="left")["code"].to_numpy()
 
 
 @functools.lru_cache(maxsize=4)
