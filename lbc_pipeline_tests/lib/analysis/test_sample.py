@@ -202,3 +202,24 @@ def test_teacher_attitude_is_standardised_on_valid_questionnaires_only():
 )
 def test_detail_names_what_each_reason_rests_on(overrides, detail):
     assert status_of(valid_row("X", **overrides))["detail"] == detail
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ((False, False, False), []),  # no flag: an empty list, not null
+        ((True, False, False), ["a"]),  # one flag
+        ((False, True, True), ["b", "c"]),  # several flags keep the dict's order
+        ((True, True, True), ["a", "b", "c"]),
+    ],
+)
+def test_reason_lists_name_the_true_flags_in_order(flags, expected):
+    from lbc_pipeline.lib.analysis.sample import _with_reason_list
+
+    # a second row with every combination's complement checks that rows are not mixed up
+    frame = pl.DataFrame({"a": [flags[0], not flags[0]], "b": [flags[1], not flags[1]],
+                          "c": [flags[2], not flags[2]]})
+    out = _with_reason_list(frame, {n: pl.col(n) for n in ("a", "b", "c")}, "reasons")
+    complement = [n for n, f in zip("abc", flags) if not f]
+    assert out["reasons"].to_list() == [expected, complement]
+    assert out.columns == ["a", "b", "c", "reasons"]
