@@ -45,7 +45,7 @@ REFERENCE = ROOT / "data" / "raw" / "2019"
 FILES = ("questionnaires.csv", "distribution.csv", "wave.yaml")
 FIELDWORK = (pd.Timestamp("2021-11-01"), pd.Timestamp("2022-06-30"))  # from the brief, not the module
 GROUPS = ["none", "mother", "father", "both"]
-STATE = ROOT / "lbc_pipeline" / "lib" / "synthetic" / "state" / "analysed_2019.csv"
+STATE = ROOT / "lbc_pipeline" / "synthetic" / "state" / "analysed_2019.csv"
 
 
 def _read(folder: Path, name: str) -> pd.DataFrame:

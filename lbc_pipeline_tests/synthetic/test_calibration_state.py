@@ -21,7 +21,7 @@ import statsmodels.api as sm
 from lbc_pipeline.synthetic import paper_stats as ps
 
 ROOT = Path(__file__).resolve().parents[2]
-STATE = ROOT / "lbc_pipeline" / "lib" / "synthetic" / "state"
+STATE = ROOT / "lbc_pipeline" / "synthetic" / "state"
 PUBLISHED = json.loads((ROOT / "lbc_pipeline" / "reference" / "published_tables.json").read_text())
 
 GROUPS = ["none", "mother", "father", "both"]

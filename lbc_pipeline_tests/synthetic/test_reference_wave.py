@@ -22,7 +22,7 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[2]
 WAVE_DIR = ROOT / "data" / "raw" / "2019"
 PUBLISHED = json.loads((ROOT / "lbc_pipeline" / "reference" / "published_tables.json").read_text(encoding="utf-8"))
-STATE_DIR = ROOT / "lbc_pipeline" / "lib" / "synthetic" / "state"
+STATE_DIR = ROOT / "lbc_pipeline" / "synthetic" / "state"
 
 # ---- instrument.md, section 2 (copied, not imported)
 SPECIAL = {-9: "refused", -8: "dont_know", -7: "not_applicable"}
