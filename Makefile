@@ -38,8 +38,9 @@ ui: install
 flow: install
 	$(BIN)/lbc flow
 
+# Every case by default (1M waves included: minutes); e.g. BENCH_ARGS="--only reference --pairs 5"
 benchmark: install
-	$(BIN)/python scripts/benchmark.py
+	$(BIN)/python scripts/benchmark.py $(BENCH_ARGS)
 
 clean-outputs:
 	rm -rf data/warehouse data/artifacts data/reports
