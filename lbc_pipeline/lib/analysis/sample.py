@@ -26,7 +26,6 @@ from lbc_pipeline.lib.analysis.derive import (
     derive_measures,
     scale_reliability,
 )
-from lbc_pipeline.lib.contracts import ANALYTIC_COLUMNS, schema_for
 
 # Exclusion variable -> the staging variables its missingness rests on (for `detail`).
 _DETAIL_SOURCES = {
@@ -67,12 +66,56 @@ def child_key(key: bytes, wave: str, qid: str) -> str:
     return hmac.new(key, f"{wave}\x1f{qid}".encode(), hashlib.sha256).hexdigest()[:20]
 
 
+_SHA256_BLOCK = 64
+_CHILD_KEYS_SQL = """
+select qid,
+       left(sha256($opad || unhex(sha256($ipad || encode($prefix || qid)))), 20) as child_key
+from qids
+"""
+
+
+def child_keys(key: bytes, wave: str, qids: pl.Series) -> pl.DataFrame:
+    """`child_key` of every qid at once: (qid, child_key) rows, the same values as `child_key`.
+
+    HMAC is H((K ^ opad) || H((K ^ ipad) || message)) (RFC 2104) with K the key padded to
+    SHA-256's 64-byte block (hashed first when longer). Python builds the two padded keys;
+    DuckDB's vectorised sha256 hashes every message, without a Python call per row. The key
+    only passes to an in-memory DuckDB connection as a query parameter.
+    """
+    import duckdb
+
+    block = hashlib.sha256(key).digest() if len(key) > _SHA256_BLOCK else key
+    block = block.ljust(_SHA256_BLOCK, b"\x00")
+    ipad = bytes(b ^ 0x36 for b in block)
+    opad = bytes(b ^ 0x5C for b in block)
+    frame = pl.DataFrame({"qid": qids.cast(pl.String)})  # noqa: F841 (scanned by DuckDB)
+    with duckdb.connect() as con:
+        con.register("qids", frame)
+        return con.sql(_CHILD_KEYS_SQL, params={"opad": opad, "ipad": ipad, "prefix": f"{wave}\x1f"}).pl()
+
+
 # ------------------------------------------------------------------ rules
-def _reason_list(flags: dict[str, pl.Expr]) -> pl.Expr:
-    """A list column of the names whose flag is true, in the dict's order."""
-    return pl.concat_list(
-        [pl.when(flag).then(pl.lit(name)).otherwise(pl.lit(None, dtype=pl.String)) for name, flag in flags.items()]
-    ).list.drop_nulls()
+def _with_reason_list(frame: pl.DataFrame, flags: dict[str, pl.Expr], alias: str) -> pl.DataFrame:
+    """Add `alias`: a list column of the names whose flag is true, in the dict's order.
+
+    The flags are packed into one integer per row and each distinct combination's list is
+    built once and joined on: a concatenation of one list per flag would allocate
+    rows x flags list slots (gigabytes at a million questionnaires).
+    """
+    names = list(flags)
+    mask = pl.sum_horizontal([flag.cast(pl.Int64) * (1 << i) for i, flag in enumerate(flags.values())])
+    frame = frame.with_columns(mask.alias("__mask"))
+    masks = frame["__mask"].unique().sort().to_list()
+    lookup = pl.DataFrame(
+        {"__mask": masks, alias: [[n for i, n in enumerate(names) if m >> i & 1] for m in masks]},
+        schema={"__mask": pl.Int64, alias: pl.List(pl.String)},
+    )
+    return frame.join(lookup, on="__mask", how="left", maintain_order="left").drop("__mask")
+
+
+def _joined_details(details: list[pl.Expr]) -> pl.Expr:
+    """The non-null details, joined with '; ' (rows without any never reach an output)."""
+    return pl.concat_str(details, separator="; ", ignore_nulls=True)
 
 
 def invalid_flags(measures: pl.DataFrame, blank_counts: pl.DataFrame, schools: list[str],
@@ -105,11 +148,11 @@ def invalid_flags(measures: pl.DataFrame, blank_counts: pl.DataFrame, schools: l
         "unknown_school": pl.format("school_id={}", pl.col("school_id")),
         "outside_fieldwork": pl.format("survey_date={}", pl.col("survey_date")),
     }
+    frame = _with_reason_list(frame, {k: v.fill_null(False) for k, v in flags.items()}, "invalid_reasons")
     return frame.with_columns(
-        _reason_list({k: v.fill_null(False) for k, v in flags.items()}).alias("invalid_reasons"),
-        pl.concat_list(
+        _joined_details(
             [pl.when(flags[k].fill_null(False)).then(details[k]).otherwise(pl.lit(None, dtype=pl.String)) for k in flags]
-        ).list.drop_nulls().list.join("; ").alias("invalid_detail"),
+        ).alias("invalid_detail"),
     )
 
 
@@ -134,12 +177,31 @@ def _missing_detail(missing_values: pl.DataFrame, variables: tuple[str, ...], al
     )
 
 
+def _missing_details(missing_values: pl.DataFrame, variables: list[str]) -> pl.DataFrame:
+    """Per qid, one `__detail_<variable>` column for each exclusion variable: what
+    `_missing_detail` gives for it, for every variable in one pass (one group-by, one pivot)
+    instead of a group-by and a join per variable."""
+    sources = {source: v for v in variables for source in _DETAIL_SOURCES.get(v, (v,))}
+    assert len(sources) == sum(len(_DETAIL_SOURCES.get(v, (v,))) for v in variables), "a source feeds two variables"
+    long = (
+        missing_values.filter(pl.col("variable").is_in(list(sources)))
+        .with_columns(pl.col("variable").replace_strict(sources, return_dtype=pl.String).alias("__for"))
+        .group_by("qid", "__for")
+        .agg(pl.format("{}={}", "variable", "reason").sort().str.join(", ").alias("detail"))
+        .with_columns(("__detail_" + pl.col("__for")).alias("__for"))
+    )
+    if long.height == 0:
+        return pl.DataFrame(schema={"qid": pl.String})
+    return long.pivot(on="__for", index="qid", values="detail")
+
+
 def exclusion_flags(measures: pl.DataFrame, missing_values: pl.DataFrame) -> pl.DataFrame:
     """Add `exclusion_reasons` (deceased parent, then missing model variables, in the
     codebook's order) and `exclusion_detail` (what each reason rests on, e.g.
     `missing_mother_edu: mother_edu=dont_know`)."""
     book = load_codebook()
-    frame = measures
+    variables = [v for v in book.exclusion_order if v != "deceased_parent"]
+    frame = measures.join(_missing_details(missing_values, variables), on="qid", how="left")
     flags: dict[str, pl.Expr] = {}
     details: list[pl.Expr] = []
     for variable in book.exclusion_order:
@@ -149,15 +211,15 @@ def exclusion_flags(measures: pl.DataFrame, missing_values: pl.DataFrame) -> pl.
         else:
             name, flag = f"missing_{variable}", pl.col(_ANALYSIS_NAMES.get(variable, variable)).is_null()
             column = f"__detail_{variable}"
-            frame = frame.join(
-                _missing_detail(missing_values, _DETAIL_SOURCES.get(variable, (variable,)), column), on="qid", how="left")
+            if column not in frame.columns:
+                frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
             derived = {"migration_group": "migration_missing_reason", "age": "age_missing_reason"}.get(variable)
             detail = pl.coalesce(pl.col(column), pl.col(derived)) if derived else pl.col(column)
         flags[name] = flag.fill_null(False)
         details.append(pl.when(flags[name]).then(pl.format("{}: {}", pl.lit(name), detail.fill_null(pl.lit("missing")))))
+    frame = _with_reason_list(frame, flags, "exclusion_reasons")
     return frame.with_columns(
-        _reason_list(flags).alias("exclusion_reasons"),
-        pl.concat_list(details).list.drop_nulls().list.join("; ").alias("exclusion_detail"),
+        _joined_details(details).alias("exclusion_detail"),
     ).drop(pl.selectors.starts_with("__detail_"))
 
 
@@ -206,6 +268,8 @@ def build_sample(questionnaires: pl.DataFrame, missing_values: pl.DataFrame,
                  distribution: pl.DataFrame, manifest: WaveManifest, wave: str,
                  key: bytes) -> SampleResult:
     """Derive measures, apply the validity and exclusion rules, and build the sample."""
+    from lbc_pipeline.lib.contracts import ANALYTIC_COLUMNS, schema_for  # pandera: slow to import
+
     book = load_codebook()
     measures = derive_measures(questionnaires)
     measures = invalid_flags(measures, count_blank_items(missing_values),
@@ -240,9 +304,10 @@ def build_sample(questionnaires: pl.DataFrame, missing_values: pl.DataFrame,
     flow, flow_reasons = sample_flow(wave, int(distribution["distributed"].sum()), status)
 
     analysed = measures.filter(pl.col("status") == "analysed")
+    analysed = analysed.join(child_keys(key, wave, analysed["qid"]), on="qid", how="left")
     analytic = analysed.select(
         pl.lit(wave).alias("wave"),
-        pl.col("qid").map_elements(lambda q: child_key(key, wave, q), return_dtype=pl.String).alias("child_key"),
+        "child_key",
         "school_id", "migration_group",
         *[pl.col(_ANALYSIS_NAMES.get(c, c)).alias(c) for c in ANALYTIC_COLUMNS],
         "teacher_attitude",

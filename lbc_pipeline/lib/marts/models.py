@@ -17,14 +17,14 @@ bootstrap-t p-value (Rademacher weights, null imposed: WCR).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import polars as pl
-import statsmodels
-from statsmodels.regression.linear_model import OLS
 
 from lbc_pipeline.lib import contracts
 from lbc_pipeline.study import ModelSpec, interaction_term, load_study  # noqa: F401  (re-exported)
@@ -117,75 +117,135 @@ def robust_results(base, se_type: str, clusters: np.ndarray | None = None):
 
 
 def cluster_codes(sample: pl.DataFrame) -> np.ndarray:
-    """Return each child's school as an integer code 0..G-1."""
-    return np.unique(sample[CLUSTER_COLUMN].cast(pl.String).to_numpy(), return_inverse=True)[1]
+    """Return each child's school as an integer code 0..G-1 (in sorted school order)."""
+    schools = sample[CLUSTER_COLUMN].cast(pl.String)
+    levels = schools.unique().sort()
+    codes = pl.DataFrame({CLUSTER_COLUMN: levels, "code": np.arange(len(levels), dtype=np.int64)})
+    return schools.to_frame().join(codes, on=CLUSTER_COLUMN, how="left", maintain_order="left")["code"].to_numpy()
 
 
+@functools.lru_cache(maxsize=4)
 def rademacher_weights(n_clusters: int) -> tuple[np.ndarray, bool]:
     """Return Rademacher sign patterns (clusters x patterns) and whether they are all of them.
 
     Up to WILD_BOOTSTRAP_ENUMERATE_MAX_CLUSTERS clusters every one of the 2**G
     patterns is listed (an exact, seed-free distribution); above that,
-    WILD_BOOTSTRAP_DRAWS patterns are drawn with WILD_BOOTSTRAP_SEED.
+    WILD_BOOTSTRAP_DRAWS patterns are drawn with WILD_BOOTSTRAP_SEED. The patterns are
+    drawn once per number of clusters and shared (read-only) by every term and model.
     """
     if n_clusters <= WILD_BOOTSTRAP_ENUMERATE_MAX_CLUSTERS:
-        patterns = np.array(list(itertools.product((1.0, -1.0), repeat=n_clusters)))
-        return patterns.T, True
-    rng = np.random.default_rng(WILD_BOOTSTRAP_SEED)
-    return rng.choice((-1.0, 1.0), size=(n_clusters, WILD_BOOTSTRAP_DRAWS)), False
+        patterns = np.array(list(itertools.product((1.0, -1.0), repeat=n_clusters))).T
+        enumerated = True
+    else:
+        rng = np.random.default_rng(WILD_BOOTSTRAP_SEED)
+        patterns = rng.choice((-1.0, 1.0), size=(n_clusters, WILD_BOOTSTRAP_DRAWS))
+        enumerated = False
+    patterns.setflags(write=False)
+    return patterns, enumerated
 
 
 @dataclass(frozen=True)
 class ClusterDesign:
-    """A design matrix with the per-cluster pieces the wild bootstrap reuses for every term."""
+    """A design matrix with what the wild bootstrap reuses for every term.
+
+    `order` sorts the rows by cluster and `starts` is where each cluster begins in that
+    order, so per-cluster sums are one pass over contiguous rows.
+    """
 
     X: np.ndarray
-    onehot: np.ndarray  # rows x clusters, 1 where the row is in the cluster
+    n_clusters: int
+    order: np.ndarray
+    starts: np.ndarray
+    xtx: np.ndarray
     xtx_inv: np.ndarray
-    hessians: np.ndarray  # clusters x k x k: X_g' X_g
 
-    @property
-    def n_clusters(self) -> int:
-        return self.onehot.shape[1]
 
 
 def cluster_design(X: np.ndarray, clusters: np.ndarray) -> ClusterDesign:
-    """Precompute (X'X)^-1 and each cluster's X_g' X_g for the cluster codes 0..G-1."""
+    """Precompute X'X, its inverse and the rows' cluster order for the codes 0..G-1
+    (every code must occur)."""
     n_clusters = int(clusters.max()) + 1
-    onehot = (clusters[:, None] == np.arange(n_clusters)[None, :]).astype(float)
-    hessians = np.stack([X[clusters == g].T @ X[clusters == g] for g in range(n_clusters)])
-    return ClusterDesign(X, onehot, np.linalg.inv(X.T @ X), hessians)
+    order = np.argsort(clusters, kind="stable")
+    starts = np.searchsorted(clusters[order], np.arange(n_clusters))
+    xtx = X.T @ X
+    return ClusterDesign(X, n_clusters, order, starts, xtx, np.linalg.inv(xtx))
 
 
-def cluster_t_statistics(
-    design: ClusterDesign,
-    column: int,
-    fitted: np.ndarray,
-    residuals: np.ndarray,
-    weights: np.ndarray,
-) -> np.ndarray:
-    """Return the cluster-robust t statistic of one coefficient in each wild bootstrap sample.
+def cluster_hessians(design: ClusterDesign) -> np.ndarray:
+    """Each cluster's X_g'X_g (clusters x k x k), from one sorted pass per column."""
+    Xs = design.X[design.order]
+    k = Xs.shape[1]
+    H = np.empty((design.n_clusters, k, k))
+    for j in range(k):
+        block = np.add.reduceat(Xs[:, j:j + 1] * Xs[:, j:], design.starts, axis=0)
+        H[:, j, j:] = block
+        H[:, j:, j] = block
+    return H
 
-    Bootstrap sample b has outcome `fitted + weights[g, b] * residuals` (g = the
-    row's cluster). The variance is the CR1 sandwich with statsmodels' small-sample
-    factor G/(G-1) * (N-1)/(N-K), so a weight of all ones reproduces the t statistic
-    of `fitted + residuals` regressed on X. Everything is computed for all samples at
-    once from per-cluster sums, without refitting.
+
+def wild_cluster_bootstrap_ps(y: np.ndarray, X: np.ndarray, clusters: np.ndarray,
+                              design: ClusterDesign | None = None) -> list[tuple[float, int, bool]]:
+    """Return the wild cluster bootstrap-t p-value of H0: coefficient j = 0 for every column j.
+
+    WCR: the null is imposed (the model is refitted without the column), the
+    restricted residuals are flipped by Rademacher signs per cluster, and the
+    p-value is the share of bootstrap |t| at least the observed |t| (symmetric).
+    Returns (p-value, number of sign patterns, whether all were enumerated) per column.
+
+    Nothing is refitted and no rows x clusters or clusters x clusters matrix is formed:
+    - the restricted residuals are u_j = e + b_j X c_j (Frisch-Waugh-Lovell: e the full
+      model's residuals, b_j its coefficient, X c_j = x_j minus its projection on the
+      other columns), so each cluster's X_g'u_j = X_g'e + b_j H_g c_j (H_g = X_g'X_g);
+    - with a = row j of (X'X)^-1, sample b's coefficient is a'X'f_j + sum_g w_gb q_g
+      (q_g = a'X_g'u_j, f_j = the restricted fitted values) and its CR1 variance is the
+      sum over clusters of the squared score w_gb q_g - (a'H_g) z_b, z_b = (X'X)^-1 S w_b;
+      with w_gb = +-1 that sum is q'q - 2 z_b'y_b + z_b'(aH'aH) z_b, y_b = (q aH)' w_b;
+    - so every term's statistics are rows over clusters (q, (X'X)^-1 S, (q aH)') times
+      the sign patterns: one matrix product for all terms of the model.
     """
-    X, xtx_inv = design.X, design.xtx_inv
+    design = design or cluster_design(X, clusters)
     n, k = X.shape
-    a = xtx_inv[column]  # beta_j = a' X'y
-    s = X.T @ (design.onehot * residuals[:, None])  # s[:, g] = X_g' u_g
-    beta_fitted = xtx_inv @ (X.T @ fitted)
-    q = a @ s
-    numerator = beta_fitted[column] + q @ weights
-    # a . (cluster g's score in sample b) = w_gb (a . s_g) - a' H_g (X'X)^-1 S w_b
-    r = np.einsum("i,gij->gj", a, design.hessians) @ (xtx_inv @ s)
-    scores = (np.diag(q) - r) @ weights
     g = design.n_clusters
+    weights, enumerated = rademacher_weights(g)
+    xtx, xtx_inv = design.xtx, design.xtx_inv
+    beta = xtx_inv @ (X.T @ y)
+    Xs = X[design.order]
+    residuals = y[design.order] - Xs @ beta
+    S_e = np.add.reduceat(Xs * residuals[:, None], design.starts, axis=0)  # clusters x k
+    del Xs
+    H = cluster_hessians(design)
+    pieces = []
+    for j in range(k):
+        keep = np.arange(k) != j
+        c = np.zeros(k)
+        c[j] = 1.0
+        c[keep] = -np.linalg.solve(xtx[np.ix_(keep, keep)], xtx[keep, j])
+        S = (S_e + beta[j] * (H @ c)).T  # k x clusters: X_g'u_j
+        a = xtx_inv[j]
+        q = a @ S
+        aH = H @ a  # clusters x k: a'H_g (H_g symmetric)
+        constant = float(a @ (xtx @ (beta - beta[j] * c)))  # a'X'f_j (0 up to rounding)
+        pieces.append((constant, np.vstack([q[None, :], xtx_inv @ S, (q[:, None] * aH).T]), aH))
+    stacked = np.vstack([rows for _, rows, _ in pieces])
+    projected_all = stacked @ weights  # (k (2k + 1)) x samples
+    observed_all = stacked.sum(axis=1)  # the all-ones pattern: the original sample
     correction = g / (g - 1) * (n - 1) / (n - k)
-    variance = correction * (scores**2).sum(axis=0)
-    return numerator / np.sqrt(variance)
+    out = []
+    height = 2 * k + 1
+    for j, (constant, rows, aH) in enumerate(pieces):
+        q, gram = rows[0], aH.T @ aH
+
+        def t_of(projected: np.ndarray) -> np.ndarray:
+            z, yq = projected[1:k + 1], projected[k + 1:]
+            total = q @ q - 2 * (z * yq).sum(axis=0) + (z * (gram @ z)).sum(axis=0)
+            return (constant + projected[0]) / np.sqrt(correction * total)
+
+        block = slice(j * height, (j + 1) * height)
+        t_observed = t_of(observed_all[block][:, None])[0]
+        t_boot = t_of(projected_all[block])
+        tolerance = 1e-10 * max(1.0, abs(t_observed))
+        out.append((float(np.mean(np.abs(t_boot) >= abs(t_observed) - tolerance)), weights.shape[1], enumerated))
+    return out
 
 
 def wild_cluster_bootstrap_p(
@@ -195,27 +255,9 @@ def wild_cluster_bootstrap_p(
     column: int,
     design: ClusterDesign | None = None,
 ) -> tuple[float, int, bool]:
-    """Return the wild cluster bootstrap-t p-value of H0: coefficient `column` = 0.
-
-    WCR: the null is imposed (the model is refitted without the column), the
-    restricted residuals are flipped by Rademacher signs per cluster, and the
-    p-value is the share of bootstrap |t| at least the observed |t| (symmetric).
-    `design` may carry the precomputed cluster pieces of X. Returns (p-value,
-    number of sign patterns, whether all were enumerated).
-    """
-    design = design or cluster_design(X, clusters)
-    restricted = np.delete(X, column, axis=1)
-    coef_r = np.linalg.lstsq(restricted, y, rcond=None)[0]
-    fitted_r = restricted @ coef_r
-    residuals_r = y - fitted_r
-    weights, enumerated = rademacher_weights(design.n_clusters)
-    t_observed = cluster_t_statistics(
-        design, column, fitted_r, residuals_r, np.ones((design.n_clusters, 1))
-    )[0]
-    t_boot = cluster_t_statistics(design, column, fitted_r, residuals_r, weights)
-    tolerance = 1e-10 * max(1.0, abs(t_observed))
-    p_value = float(np.mean(np.abs(t_boot) >= abs(t_observed) - tolerance))
-    return p_value, weights.shape[1], enumerated
+    """Return the wild cluster bootstrap-t p-value of H0: coefficient `column` = 0
+    (see `wild_cluster_bootstrap_ps`)."""
+    return wild_cluster_bootstrap_ps(y, X, clusters, design)[column]
 
 
 def cluster_note(n_clusters: int, n_patterns: int, enumerated: bool) -> str:
@@ -237,6 +279,16 @@ def cluster_note(n_clusters: int, n_patterns: int, enumerated: bool) -> str:
     )
 
 
+def design_rank(fitted) -> int:
+    """The design matrix's rank as `np.linalg.matrix_rank` computes it (singular values above
+    S.max() * max(N, K) * eps), from the singular values statsmodels' fit has already computed
+    (a second SVD of an N x K matrix costs as much as the fit)."""
+    values = np.asarray(fitted.model.wexog_singular_values)
+    exog = fitted.model.wexog
+    tolerance = values.max() * max(exog.shape) * np.finfo(values.dtype).eps
+    return int(np.count_nonzero(values > tolerance))
+
+
 def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
     """Fit one model by OLS; its coefficient rows cover every SE type in SE_TYPES.
 
@@ -244,10 +296,15 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
     p_value (t distribution), 95% ci_low/ci_high, stars (from p_value),
     wild_bootstrap_p (cluster_school rows only) and a note on the SE type.
     """
+    from statsmodels.regression.linear_model import OLS  # slow to import: only where fitted
+
     y, X = design_matrix(sample, spec)
     clusters = cluster_codes(sample)
     n_clusters = int(clusters.max()) + 1
-    if np.linalg.matrix_rank(X) < X.shape[1]:
+    with warnings.catch_warnings():  # a rank-deficient design is refused just below
+        warnings.filterwarnings("ignore", message="The design matrix is rank-deficient")
+        base = OLS(y, X).fit()
+    if design_rank(base) < X.shape[1]:
         constant = [t for j, t in enumerate(spec.terms) if t != CONST and np.ptp(X[:, j]) == 0]
         raise ValueError(
             f"{spec.label} cannot be estimated on this sample: its design matrix is rank "
@@ -255,10 +312,9 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
         )
     if n_clusters < 2:
         raise ValueError(f"{spec.label}: clustered standard errors need at least two schools")
-    base = OLS(y, X).fit()
     results = {se_type: robust_results(base, se_type, clusters) for se_type in SE_TYPES}
     design = cluster_design(X, clusters)
-    bootstrap = [wild_cluster_bootstrap_p(y, X, clusters, j, design) for j in range(X.shape[1])]
+    bootstrap = wild_cluster_bootstrap_ps(y, X, clusters, design)
     note = cluster_note(n_clusters, bootstrap[0][1], bootstrap[0][2])
     rows = []
     for se_type, res in results.items():
@@ -359,6 +415,8 @@ def model_artifact(
     per SE type (rows and columns in `terms` order), n, R-squared, the centring
     mean, the sample's sha256 and the package and statsmodels versions.
     """
+    import statsmodels
+
     return {
         "spec": asdict(spec),
         "label": spec.label,

@@ -41,8 +41,6 @@ from lbc_pipeline.lib.marts.blas import single_blas_thread
 from lbc_pipeline.lib.marts.models import (
     CONST,
     ModelSpec,
-    cluster_design,
-    cluster_t_statistics,
     design_matrix,
     model_specs,
     rademacher_weights,
@@ -84,18 +82,35 @@ def webb_weights(n_clusters: int) -> tuple[np.ndarray, bool]:
     return rng.choice(WEBB_WEIGHTS, size=(n_clusters, BOOTSTRAP_DRAWS)), False
 
 
-def wild_bootstrap_p(y: np.ndarray, X: np.ndarray, clusters: np.ndarray, column: int, weights: np.ndarray,
-                     design=None) -> float:
+def wild_bootstrap_p(y: np.ndarray, X: np.ndarray, clusters: np.ndarray, column: int, weights: np.ndarray) -> float:
     """WCR wild cluster bootstrap-t p-value of H0: coefficient `column` = 0 with the given weights.
 
-    The same computation as models.wild_cluster_bootstrap_p, for any weight patterns.
+    The restricted model (without the column) gives fitted values and residuals; sample b is
+    fitted + w_gb * residual (g the row's cluster), refitted by least squares, and its t uses
+    the CR1 sandwich. Unlike models.wild_cluster_bootstrap_ps (which relies on w = +-1), any
+    weights are allowed (Webb's six points). Patterns are processed in blocks, so memory is
+    rows x block, not rows x patterns.
     """
-    design = design or cluster_design(X, clusters)
+    n, k = X.shape
+    g = int(clusters.max()) + 1
     restricted = np.delete(X, column, axis=1)
     fitted_r = restricted @ np.linalg.lstsq(restricted, y, rcond=None)[0]
     residuals_r = y - fitted_r
-    t_obs = cluster_t_statistics(design, column, fitted_r, residuals_r, np.ones((design.n_clusters, 1)))[0]
-    t_boot = cluster_t_statistics(design, column, fitted_r, residuals_r, weights)
+    xtx_inv = np.linalg.inv(X.T @ X)
+    a = xtx_inv[column]
+    correction = g / (g - 1) * (n - 1) / (n - k)
+    onehot = np.zeros((n, g))
+    onehot[np.arange(n), clusters] = 1.0
+
+    def t_stats(w: np.ndarray) -> np.ndarray:
+        Y = fitted_r[:, None] + w[clusters] * residuals_r[:, None]  # rows x patterns
+        beta = xtx_inv @ (X.T @ Y)
+        U = Y - X @ beta
+        scores = onehot.T @ ((X @ a)[:, None] * U)  # clusters x patterns: a'X_g'u_g
+        return beta[column] / np.sqrt(correction * (scores ** 2).sum(axis=0))
+
+    t_obs = t_stats(np.ones((g, 1)))[0]
+    t_boot = np.concatenate([t_stats(weights[:, i:i + 256]) for i in range(0, weights.shape[1], 256)])
     return float(np.mean(np.abs(t_boot) >= abs(t_obs) - 1e-10 * max(1.0, abs(t_obs))))
 
 
@@ -167,14 +182,13 @@ def wild_bootstrap_rows(sample: pl.DataFrame, spec: ModelSpec, wave: str) -> lis
     clusters = codes(sample[SCHOOL_COLUMN])
     g = int(clusters.max()) + 1
     beta, se = cr1_standard_errors(y, X, clusters)
-    design = cluster_design(X, clusters)
     rows = []
     for analysis, (weights, enumerated) in (("wild_rademacher", rademacher_weights(g)), ("wild_webb", webb_weights(g))):
         how = (f"all {weights.shape[1]} patterns of {g} clusters enumerated; smallest attainable p "
                f"{(2 if analysis == 'wild_rademacher' else 6) / weights.shape[1]:.4g}" if enumerated
                else f"{weights.shape[1]} draws, seed {BOOTSTRAP_SEED}")
         for j, term in enumerate(spec.terms):
-            p = wild_bootstrap_p(y, X, clusters, j, weights, design)
+            p = wild_bootstrap_p(y, X, clusters, j, weights)
             rows.append(row(wave, spec, term, analysis, beta[j], se[j], p, len(y), g,
                             f"{ANALYSIS_NOTES[analysis]}; {how}"))
     return rows

@@ -17,11 +17,11 @@ that order is the reference of the wave fixed effects and has no previous wave.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import polars as pl
-from statsmodels.regression.linear_model import OLS
 
 from lbc_pipeline.codebook import load_codebook
 from lbc_pipeline.lib import contracts
@@ -133,14 +133,18 @@ def fit_pooled_model(
     samples: pl.DataFrame, spec: models.ModelSpec, waves: list[str]
 ) -> tuple[pl.DataFrame, dict]:
     """Fit one pooled model: its coefficient rows (term x SE type) and its fit row."""
+    from statsmodels.regression.linear_model import OLS  # slow to import: only where fitted
+
     terms = pooled_terms(spec, waves)
     y, X = pooled_design(samples, spec, waves)
-    if np.linalg.matrix_rank(X) < X.shape[1]:
+    with warnings.catch_warnings():  # a rank-deficient design is refused just below
+        warnings.filterwarnings("ignore", message="The design matrix is rank-deficient")
+        base = OLS(y, X).fit()
+    if models.design_rank(base) < X.shape[1]:
         raise ValueError(
             f"pooled {spec.label} on waves {waves} cannot be estimated: its design matrix "
             "is rank deficient"
         )
-    base = OLS(y, X).fit()
     results = {se_type: models.robust_results(base, se_type) for se_type in POOLED_SE_TYPES}
     label = ",".join(waves)
     note = pooled_note(samples, spec, waves)

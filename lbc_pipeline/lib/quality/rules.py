@@ -3,6 +3,9 @@
 Each rule returns an `Outcome` (passed, severity, description, metadata) that the Dagster
 asset checks report as they are; the rules know nothing of Dagster. Severities: `ERROR`
 blocks the downstream assets, `WARN` reports.
+
+scipy.stats and great-expectations are imported inside the rules that use them: both are
+slow to import, and this module is loaded with the Definitions.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import polars as pl
-from scipy import stats
 
 from lbc_pipeline.config import WaveManifest
 
@@ -119,6 +121,8 @@ def check_exclusion_shares(flow_reasons: pl.DataFrame, n_valid: int, settings: Q
 def check_differential_attrition(status: pl.DataFrame, settings: QualitySettings) -> Outcome:
     """Excluded vs analysed valid children by school, gender, grade and migration group
     (where known): chi-square test of independence per characteristic; WARN when p < alpha."""
+    from scipy import stats
+
     valid = status.filter(pl.col("status") != "invalid")
     tests = {}
     flagged = []

@@ -5,13 +5,15 @@ tested with a hand-made row that should trigger it and one that should not.
 """
 
 import dataclasses
+import hashlib
+import hmac
 
 import polars as pl
 import pytest
 
 from lbc_pipeline_tests.rows import valid_row, varied_rows
 from lbc_pipeline_tests.helpers import MANIFEST, sample
-from lbc_pipeline.lib.analysis.sample import child_key
+from lbc_pipeline.lib.analysis.sample import child_key, child_keys
 
 BASE = varied_rows(60, seed=11, prefix="B")
 
@@ -133,6 +135,33 @@ def test_child_key_depends_on_the_secret():
     assert child_key(b"a" * 32, "2019", "Q1") == child_key(b"a" * 32, "2019", "Q1")
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        bytes.fromhex("ef" * 32),  # the project's key: 32 random bytes, padded to the 64-byte block
+        b"",  # an empty key: all padding
+        b"x" * 64,  # exactly one block: no padding
+        b"long key " * 12,  # longer than a block: hashed first (RFC 2104)
+    ],
+)
+def test_child_keys_are_hmac_sha256_of_wave_and_qid(key: bytes):
+    # The vectorised keys must be the stdlib's HMAC, byte for byte, so that keys already
+    # published stay the same; qids with non-ASCII text, the separator itself, and empty text.
+    qids = ["HC2019-0001", "学生-7", "", "a\x1fb", *[f"Q{i:05d}" for i in range(200)]]
+    got = dict(child_keys(key, "2019", pl.Series(qids)).iter_rows())
+    expected = {q: hmac.new(key, f"2019\x1f{q}".encode(), hashlib.sha256).hexdigest()[:20] for q in qids}
+    assert got == expected
+
+
+def test_child_keys_depend_on_the_secret_and_the_wave():
+    # negative cases: another key or another wave gives other keys for the same qids
+    qids = pl.Series(["Q1", "Q2"])
+    base = child_keys(b"a" * 32, "2019", qids)["child_key"].to_list()
+    assert set(base).isdisjoint(child_keys(b"b" * 32, "2019", qids)["child_key"].to_list())
+    assert set(base).isdisjoint(child_keys(b"a" * 32, "2021", qids)["child_key"].to_list())
+    assert all(len(k) == 20 for k in base)
+
+
 def test_flow_adds_up_and_reasons_sum_to_each_step():
     rows = [*BASE, valid_row("I1", grade="6"), valid_row("I2", school_id="S9"),
             valid_row("D1", father_alive="2"), valid_row("M1", dep1="-8"), valid_row("M2", belong="9")]
@@ -173,3 +202,24 @@ def test_teacher_attitude_is_standardised_on_valid_questionnaires_only():
 )
 def test_detail_names_what_each_reason_rests_on(overrides, detail):
     assert status_of(valid_row("X", **overrides))["detail"] == detail
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ((False, False, False), []),  # no flag: an empty list, not null
+        ((True, False, False), ["a"]),  # one flag
+        ((False, True, True), ["b", "c"]),  # several flags keep the dict's order
+        ((True, True, True), ["a", "b", "c"]),
+    ],
+)
+def test_reason_lists_name_the_true_flags_in_order(flags, expected):
+    from lbc_pipeline.lib.analysis.sample import _with_reason_list
+
+    # a second row with every combination's complement checks that rows are not mixed up
+    frame = pl.DataFrame({"a": [flags[0], not flags[0]], "b": [flags[1], not flags[1]],
+                          "c": [flags[2], not flags[2]]})
+    out = _with_reason_list(frame, {n: pl.col(n) for n in ("a", "b", "c")}, "reasons")
+    complement = [n for n, f in zip("abc", flags) if not f]
+    assert out["reasons"].to_list() == [expected, complement]
+    assert out.columns == ["a", "b", "c", "reasons"]
