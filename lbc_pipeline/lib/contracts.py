@@ -272,7 +272,7 @@ def documentation() -> dict[str, tuple[str, dict[str, str]]]:
         }),
         "analysis.teacher_attitude_efa": ("One row per head-teacher item: the one-factor EFA behind teacher_attitude", {
             "wave": WAVE.description, "item": "Head-teacher item", "n": "Valid questionnaires that answered all three items (the estimation sample)",
-            "method": "Estimator (ml: maximum likelihood, statsmodels)", "loading": "Standardised loading on the factor",
+            "method": "Estimator (closed_form: l_i^2 = r_ij r_ik / r_jk, equal to maximum likelihood for three items; closed_form_heywood:<i>: item i has uniqueness 0 and is the factor)", "loading": "Standardised loading on the factor",
             "uniqueness": "1 - communality", "communality": "Share of the item's variance explained by the factor",
             "score_weight": "Regression-method score weight on the standardised item", "item_mean": "Item mean on the estimation sample",
             "item_sd": "Item SD (ddof=1) on the estimation sample", "eigenvalue": "Eigenvalues of the item correlation matrix, largest first",
