@@ -43,9 +43,12 @@ def run_waves(waves: list[str] | None = None, log_level: str = "WARNING") -> Run
 
     from lbc_pipeline.definitions import defs
 
-    manifests = config.discover_waves()
+    scan = config.scan_waves()
+    for reason in scan.problems.values():
+        print(f"[lbc] skipped a wave folder: {reason}", file=sys.stderr, flush=True)
+    manifests = scan.manifests
     known = {m.wave: m for m in manifests}
-    selected = waves or sorted(known)
+    selected = waves or config.wave_order(manifests)
     missing = [w for w in selected if w not in known]
     if missing:
         print(f"no wave folder under {config.raw_dir()} for: {', '.join(missing)}", file=sys.stderr)
