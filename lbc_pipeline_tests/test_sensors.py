@@ -110,7 +110,7 @@ def test_nightly_refresh_runs_only_stale_waves(incoming, data_env):
         assert [r.partition_key for r in stale] == ["2031"]  # never loaded
         job = defs.resolve_job_def("lbc_main_job")
         job.execute_in_process(instance=instance, partition_key="2031", raise_on_error=False,
-                               asset_selection=[AssetKey(["raw", t]) for t in ("questionnaires", "distribution", "load_log")])
+                               asset_selection=[AssetKey(["raw", t]) for t in ("questionnaires", "distribution", "load_log", "read_notes")])
         assert isinstance(nightly_refresh(build_schedule_context(instance=instance, scheduled_execution_time=NIGHT)), SkipReason)
         shutil.copy(folder / "questionnaires.csv", folder / "q.bak")
         (folder / "questionnaires.csv").write_text((folder / "q.bak").read_text() + ",".join(valid_row("Z9").values()) + "\n")

@@ -13,7 +13,7 @@ from lbc_pipeline.lib.raw.loading import load_wave_files, record_rejection
 from lbc_pipeline.lib.raw.reading import RawFileError
 from lbc_pipeline.lib.io.warehouse import replace_wave
 
-RAW_TABLES = ("raw.questionnaires", "raw.distribution", "raw.load_log")
+RAW_TABLES = ("raw.questionnaires", "raw.distribution", "raw.load_log", "raw.read_notes")
 
 
 @multi_asset(
@@ -21,6 +21,7 @@ RAW_TABLES = ("raw.questionnaires", "raw.distribution", "raw.load_log")
         AssetSpec(["raw", "questionnaires"], description="Returned questionnaires as keyed in, every row and column as delivered (text), personal data included; one row per keyed row.", group_name="raw"),
         AssetSpec(["raw", "distribution"], description="Questionnaires handed out per school, as delivered.", group_name="raw"),
         AssetSpec(["raw", "load_log"], description="One row per file loaded: sha256, size, rows, format, encoding, extra columns, value labels, time.", group_name="raw"),
+        AssetSpec(["raw", "read_notes"], description="One row per change the reader made to a delivered value (full-width characters, qid case variants, Stata/SPSS missing values, symlinks).", group_name="raw"),
     ],
     partitions_def=wave_partitions,
 )
