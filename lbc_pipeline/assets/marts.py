@@ -137,6 +137,7 @@ def publish(context: AssetExecutionContext, duckdb: DuckDBResource):
         table1=frames["marts.table1"], coefficients=frames["marts.model_coefficients"],
         fit=frames["marts.model_fit"], replication=frames["marts.replication"],
         hypotheses=frames["marts.hypotheses"], package_version=version("lbc_pipeline"),
+        description=manifest.description,
     ))
     path = folder / "report.html"
     path.write_text(html, encoding="utf-8")

@@ -32,7 +32,13 @@ from lbc_pipeline.lib.marts.tables import (
     term_label,
 )
 
-SYNTHETIC_BANNER = "SYNTHETIC reference wave, calibrated to the published tables; not the study's data"
+SYNTHETIC_BANNER = "SYNTHETIC data; not the study's data"
+
+
+def synthetic_banner(description: str) -> str:
+    """The banner of a synthetic wave: its manifest's own description (the generator writes
+    what the wave is, calibrated or not), else the generic `SYNTHETIC_BANNER`."""
+    return description.strip() or SYNTHETIC_BANNER
 REPORT_TITLE = "Children left behind by migrating parents: replication of Wang (2023)"
 
 REPORT_CSS = (
@@ -72,6 +78,7 @@ class ReportContext:
     replication: pl.DataFrame
     hypotheses: pl.DataFrame
     package_version: str | None = None
+    description: str = ""  # the manifest's description: the synthetic banner's text
 
 
 def esc(value: object) -> str:
@@ -169,7 +176,7 @@ def render_html_report(context: ReportContext) -> str:
         f"<h1>{esc(REPORT_TITLE)}</h1>",
     ]
     if context.synthetic:
-        parts.append(f'<div class="banner" role="alert" id="synthetic-banner">{esc(SYNTHETIC_BANNER)}</div>')
+        parts.append(f'<div class="banner" role="alert" id="synthetic-banner">{esc(synthetic_banner(context.description))}</div>')
     provenance = f"Wave {wave}"
     if context.package_version:
         provenance += f"; lbc_pipeline {context.package_version}"
