@@ -280,75 +280,92 @@ def locate_byte(data: bytes, position: int, encoding: str) -> tuple[int | None, 
 # --------------------------------------------------------------------------- readers
 def _read_csv(path: Path) -> tuple[pl.DataFrame, str, dict, list[ReadNote]]:
     text, encoding = decode_csv_bytes(path, path.read_bytes())
-    header, records = parse_csv(path, text)
+    frame = parse_csv(path, text)
     notes = []
     if "\r" in text and "\n" not in text:
         notes.append(ReadNote(path.name, None, None, "line_endings", "CR", "LF",
                               "lines end in a carriage return only (old Mac export); read as lines"))
-    frame = pl.DataFrame(
-        {name: [r[i] for r in records] for i, name in enumerate(header)},
-        schema={name: pl.String for name in header},
-    )
     return frame, encoding, {}, notes
 
 
-def parse_csv(path: Path, text: str) -> tuple[list[str], list[list[str | None]]]:
-    """The header and the data records of a csv, every record padded to the header's width.
+def parse_csv(path: Path, text: str) -> pl.DataFrame:
+    """A csv's data records as a frame of text columns, every record padded to the header's
+    width (one record per row: a blank line is a row of nulls, so row numbers count records).
 
     Any line ending is read (`newline=""`). Refused, naming the row and column: an empty
-    file, an empty or repeated header name, a row with more or fewer fields than the header
-    (a row of empty fields may be short), a cell longer than `MAX_CELL_CHARS`.
+    file, an empty or repeated header name, a trailing comma on every line, a row with more
+    or fewer fields than the header (a row of empty fields may be short), a cell longer than
+    `MAX_CELL_CHARS`. The check streams the records (nothing is kept); polars then reads the
+    values.
     """
     previous_limit = csv.field_size_limit()
-    csv.field_size_limit(2**31 - 1)  # measured afterwards against MAX_CELL_CHARS
+    csv.field_size_limit(2**31 - 1)  # each cell is measured against MAX_CELL_CHARS below
     try:
         reader = csv.reader(io.StringIO(text, newline=""))
         try:
-            header = next(reader)
+            header = [name.lstrip("\ufeff") for name in next(reader)]
         except StopIteration:
             raise RawFileError(path, "the file is empty (no header row)") from None
-        header = [name.lstrip("\ufeff") for name in header]
         width = len(header)
-        records = list(reader)
-    finally:
-        csv.field_size_limit(previous_limit)
-    _check_header(path, header, records)
-    out = []
-    for row_number, record in enumerate(records, start=1):
-        for index, cell in enumerate(record):
-            if len(cell) > MAX_CELL_CHARS:
+        _check_header_names(path, header)
+        last_empty = not header[-1].strip()
+        every_row_ends_empty = True
+        rows = 0
+        for row_number, record in enumerate(reader, start=1):
+            if record and max(map(len, record)) > MAX_CELL_CHARS:
+                index = next(i for i, cell in enumerate(record) if len(cell) > MAX_CELL_CHARS)
                 column = header[index] if index < width else None
-                raise RawFileError(path, f"a cell of {len(cell):,} characters is longer than the "
+                raise RawFileError(path, f"a cell of {len(record[index]):,} characters is longer than the "
                                    f"{MAX_CELL_CHARS:,} the reader accepts (an unclosed quote?)",
                                    row=row_number, column=column)
-        if len(record) != width and any(cell.strip() for cell in record):
-            if len(record) > width:
-                empty_extra = not any(cell.strip() for cell in record[width:])
-                message = (f"{len(record)} fields where the header has {width} (extra field after the last "
-                           "column" + ("; an empty one: remove the trailing comma" if empty_extra else "") + ")")
-                column = header[-1]
-            else:
-                message = f"{len(record)} fields where the header has {width} (nothing from this column on)"
-                column = header[len(record)]
-            raise RawFileError(path, message, row=row_number, column=column)
-        out.append([*record[:width], *[None] * (width - len(record))] if len(record) != width else record)
-    return header, out
+            filled = any(record) and any(cell.strip() for cell in record)
+            if len(record) != width and filled:
+                if len(record) > width:
+                    empty_extra = not any(cell.strip() for cell in record[width:])
+                    message = (f"{len(record)} fields where the header has {width} (extra field after the last "
+                               "column" + ("; an empty one: remove the trailing comma" if empty_extra else "") + ")")
+                    column = header[-1] or None
+                else:
+                    message = f"{len(record)} fields where the header has {width} (nothing from this column on)"
+                    column = header[len(record)] or None
+                raise RawFileError(path, message, row=row_number, column=column)
+            if filled and record[-1].strip():
+                every_row_ends_empty = False
+            rows = row_number
+    finally:
+        csv.field_size_limit(previous_limit)
+    if last_empty:
+        if every_row_ends_empty and rows:
+            raise RawFileError(path, "every line ends with a comma (an empty last column); remove the trailing "
+                               "commas or re-export the file")
+        raise _empty_name(path, header, width - 1)
+    # The shape is sound: polars reads the values (fast, columnar). It keeps blank lines as
+    # rows of nulls, so its rows are the records counted above; it needs \n line ends.
+    if "\n" not in text:
+        text = text.replace("\r", "\n")
+    frame = pl.read_csv(text.encode("utf-8"), infer_schema=False, has_header=True)
+    if frame.height != rows:
+        raise RawFileError(path, f"read {frame.height} rows where the csv has {rows} records: "
+                           "re-export the file with standard quoting")
+    return frame
 
 
-def _check_header(path: Path, header: list[str], records: list[list[str]]) -> None:
-    """An empty header name, a trailing comma on every line, or a repeated name is refused."""
+def _empty_name(path: Path, header: list[str], index: int) -> RawFileError:
+    after = header[index - 1] if index else None
+    where = f"after column {after!r}" if after else "first column"
+    return RawFileError(path, f"the header has an empty column name ({where}, position {index + 1}); "
+                        "name the column or delete it")
+
+
+def _check_header_names(path: Path, header: list[str]) -> None:
+    """An empty header name (but the last: see `parse_csv`) or a repeated name is refused."""
     seen: dict[str, str] = {}
     for index, name in enumerate(header):
         key = name.strip().lower()
         if not key:
-            if index == len(header) - 1 and records and all(
-                    len(r) == len(header) and not r[-1].strip() for r in records if any(c.strip() for c in r)):
-                raise RawFileError(path, "every line ends with a comma (an empty last column); remove the "
-                                   "trailing commas or re-export the file")
-            after = header[index - 1] if index else None
-            where = f"after column {after!r}" if after else "first column"
-            raise RawFileError(path, f"the header has an empty column name ({where}, position {index + 1}); "
-                               "name the column or delete it")
+            if index == len(header) - 1:
+                continue
+            raise _empty_name(path, header, index)
         if key in seen:
             raise RawFileError(path, f"the header names {key!r} twice ({seen[key]!r} and {name!r})", column=name)
         seen[key] = name
