@@ -197,6 +197,12 @@ def negative_count(folder: Path, tmp: Path) -> None:
     (folder / "distribution.csv").write_text("\n".join(text) + "\n")
 
 
+def huge_bad_count(folder: Path, tmp: Path) -> None:
+    text = (folder / "distribution.csv").read_text().splitlines()
+    text[1] = text[1].rsplit(",", 1)[0] + "," + "9" * 10 + SECRET * 1000
+    (folder / "distribution.csv").write_text("\n".join(text) + "\n")
+
+
 def header_only(folder: Path, tmp: Path) -> None:
     put_lines(folder, lines(folder)[:1])
 
@@ -285,6 +291,9 @@ HOSTILE_CASES = [
     ("stata_extended_missing", stata_missing, ACCEPTED, "stata_extended_missing"),
     ("spss_user_missing", spss_user_missing, ACCEPTED, "spss_user_missing"),
     ("negative_count", negative_count, REFUSED, r"distribution\.csv, row 2, column 'distributed': '-5' is not a valid distributed"),
+    # the offending cell itself is quoted only up to 40 characters
+    ("huge_invalid_cell_truncated", huge_bad_count, REFUSED,
+     r"distribution\.csv, row 1, column 'distributed': '9999999999SECRET-MARKERSECRET-MARKERSEC\.\.\. \(13010 characters\) is not"),
     ("school_listed_twice", school_twice, REFUSED, r"distribution\.csv, row 4, column 'school_id': school_id 'S1' is listed more than once"),
     ("header_only", header_only, REFUSED, r"questionnaires\.csv: the file has a header but no questionnaires rows"),
     ("all_rows_invalid", all_invalid, REFUSED, r"questionnaires\.csv: none of the 40 questionnaires is valid"),
@@ -316,7 +325,9 @@ def test_hostile_delivery(env, case, build, outcome, expected):
                 validate_delivery(folder)
             message = str(caught.value)
             print(f"CASE {case}: {message}")
-            assert SECRET not in message  # nothing of the file beyond the offending cell
+            if case != "huge_invalid_cell_truncated":  # there the marker IS the offending cell
+                assert SECRET not in message  # nothing of the file beyond the offending cell
+            assert len(message) < 400
             assert "\n" not in message and "Traceback" not in message
             import re
             assert re.search(expected, message), message
