@@ -151,8 +151,10 @@ def read_manifest(folder: Path) -> WaveManifest:
     if not path.exists():
         wave = check_wave_id(folder.name, f"{folder} (no wave.yaml: the folder name is the wave id)")
         return WaveManifest(wave=wave, folder=folder, has_manifest=False)
+    if path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
+        raise ManifestError(f"{path}: is a symbolic link to a file outside the wave folder; deliver the file itself")
     if not path.is_file():
-        raise ManifestError(f"{path}: not a regular file")
+        raise ManifestError(f"{path}: not a regular file; deliver wave.yaml as a file")
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -93,6 +93,19 @@ def symlink_outside(folder: Path, tmp: Path) -> None:
     q(folder).symlink_to(outside)
 
 
+def manifest_symlink_outside(folder: Path, tmp: Path) -> None:
+    outside = tmp / "elsewhere" / "other.yaml"
+    outside.parent.mkdir(exist_ok=True)
+    outside.write_text(f"wave: '{SECRET}'\n")
+    (folder / "wave.yaml").unlink()
+    (folder / "wave.yaml").symlink_to(outside)
+
+
+def manifest_fifo(folder: Path, tmp: Path) -> None:
+    (folder / "wave.yaml").unlink()
+    os.mkfifo(folder / "wave.yaml")
+
+
 def symlink_inside(folder: Path, tmp: Path) -> None:
     q(folder).rename(folder / "q_2031_final.dat")
     q(folder).symlink_to(folder / "q_2031_final.dat")
@@ -271,6 +284,9 @@ HOSTILE_CASES = [
     ("wave_id_claimed", claimed, REFUSED, r"wave id '2031' is already delivered in .*older"),
     ("symlink_outside", symlink_outside, REFUSED, r"questionnaires\.csv: is a symbolic link to a file outside the wave folder"),
     ("symlink_inside", symlink_inside, ACCEPTED, "symlink"),
+    ("manifest_symlink_outside", manifest_symlink_outside, REFUSED,
+     r"wave\.yaml: is a symbolic link to a file outside the wave folder"),
+    ("manifest_fifo", manifest_fifo, REFUSED, r"wave\.yaml: not a regular file"),
     ("directory_named_like_data", directory, REFUSED, r"questionnaires\.csv: is a folder, not a file"),
     ("fifo_named_like_data", fifo, REFUSED, r"questionnaires\.csv: is a named pipe \(FIFO\)"),
     ("ragged_row", ragged, REFUSED, r"questionnaires\.csv, row 2, column 'peer_satisfaction': 36 fields where the header has 37"),
@@ -429,8 +445,22 @@ def test_refusals_leave_the_warehouse_as_it_was(env):
             assert _snapshot(data, outside) == before, case
             with duckdb.connect(str(data / "warehouse" / "lbc.duckdb"), read_only=True) as con:
                 assert con.execute("select count(*) from raw.rejected_files").fetchone()[0] == number, case
-    # wave_id_traversal: '../../x' from data/artifacts/<wave> or data/reports/<wave> is never made
-    assert not (env / "x").exists() and not (data / "x").exists()
+        # wave_id_traversal: '../../x' from data/artifacts/<wave> or data/reports/<wave> is never made
+        assert not (env / "x").exists() and not (data / "x").exists()
+        # an accepted re-delivery with full-width characters: what the reader changed is queryable
+        shutil.rmtree(folder)
+        shutil.copytree(pristine, folder)
+        full_width(folder, env)
+        assert job.execute_in_process(instance=instance, partition_key=WAVE, raise_on_error=False,
+                                      run_config=run_config).success
+    with duckdb.connect(str(data / "warehouse" / "lbc.duckdb"), read_only=True) as con:
+        notes = con.execute("select source_row, column_name, kind, delivered, read_as from raw.read_notes "
+                            "where wave = ? order by source_row", [WAVE]).fetchall()
+        belong = con.execute("select belong from staging.questionnaires where wave = ? and source_row = 2",
+                             [WAVE]).fetchone()
+    assert notes == [(2, "belong", "nfkc", "３", "3"), (3, "dep1", "nfkc", "－９", "-9"),
+                     (4, "qid", "nfkc", "\u3000Ｑ0003\u3000", " Q0003 ")]
+    assert belong == (3,)
 
 
 def test_one_broken_folder_does_not_stop_the_sensor(env, monkeypatch):
