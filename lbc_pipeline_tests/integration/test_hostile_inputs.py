@@ -477,6 +477,9 @@ def test_one_broken_folder_does_not_stop_the_sensor(env, monkeypatch):
     negative_count(broken, env)
     crashing = write_good(incoming / "2033")
     manifest("wave: '2033'\n")(crashing, env)
+    piped = write_good(incoming / "2034")  # a FIFO would hang a tick that opened it
+    manifest("wave: '2034'\n")(piped, env)
+    fifo(piped, env)
     real = sensors.inspect_delivery
 
     def inspect(folder):
@@ -485,8 +488,17 @@ def test_one_broken_folder_does_not_stop_the_sensor(env, monkeypatch):
         return real(folder)
 
     monkeypatch.setattr(sensors, "inspect_delivery", inspect)
-    with DagsterInstance.ephemeral() as instance:
-        result = sensors.incoming_waves(build_sensor_context(instance=instance, definitions=defs))
+    signal.alarm(60)
+    try:
+        with DagsterInstance.ephemeral() as instance:
+            result = sensors.incoming_waves(build_sensor_context(instance=instance, definitions=defs))
+    finally:
+        signal.alarm(0)
     assert isinstance(result, SensorResult)
+    skipped = sensors.scan_incoming({}).skipped
+    assert [reason.split(":", 1)[0] for reason in skipped] == ["2032", "2033", "2034"]
+    assert "2032: distribution.csv, row 2, column 'distributed': '-5'" in skipped[0]
+    assert "could not be validated (MemoryError: simulated)" in skipped[1]
+    assert "questionnaires.csv: is a named pipe (FIFO)" in skipped[2]
     assert [r.partition_key for r in result.run_requests] == [WAVE]
     assert result.dynamic_partitions_requests[0].partition_keys == [WAVE]
