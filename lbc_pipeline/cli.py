@@ -36,51 +36,151 @@ class RunSummary:
     checks: dict[str, dict[str, tuple[bool, str]]] = field(default_factory=dict)
 
 
-def run_waves(waves: list[str] | None = None, log_level: str = "WARNING") -> RunSummary:
-    """Materialise every asset and check of each wave (exit code 1 if a run failed)."""
+class UsageError(Exception):
+    """A command line that names something that does not exist: exit code 2."""
+
+
+def _check_waves(waves: list[str] | None, known: list[str], where: str) -> None:
+    missing = [w for w in waves or [] if w not in known]
+    if missing:
+        listed = ", ".join(known) or "none"
+        raise UsageError(f"unknown wave(s) {', '.join(map(repr, missing))}: {where} holds {listed}")
+
+
+def _steps_logger(on_event):
+    """A Dagster logger that hands each structured event to `on_event` as it happens."""
+    import logging
+
+    from dagster import logger
+
+    class Forward(logging.Handler):
+        def emit(self, record):
+            event = getattr(record, "dagster_event", None)
+            if event is not None:
+                on_event(event)
+
+    @logger(description="lbc: one line per step as it finishes")
+    def steps(_init_context):
+        log = logging.Logger("lbc_steps", level=logging.DEBUG)
+        log.addHandler(Forward())
+        return log
+
+    return steps
+
+
+def _job(defs, name: str, on_event, log_level: str | None):
+    """The job with the live step printer (and Dagster's console logger only when asked)."""
+    from dagster import colored_console_logger
+
+    loggers = {"lbc_steps": _steps_logger(on_event)}
+    config = {"lbc_steps": {}}
+    if log_level:
+        loggers["console"] = colored_console_logger
+        config["console"] = {"config": {"log_level": log_level}}
+    return defs.resolve_job_def(name).with_logger_defs(loggers), {"loggers": config}
+
+
+def _mark_orphaned_runs(instance) -> list[str]:
+    """Runs of this instance left STARTED by a killed `lbc run` (their process is gone):
+    marked failed so that the UI does not show them running forever."""
+    from dagster import DagsterRunStatus, RunsFilter
+
+    marked = []
+    for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED,
+                                                                DagsterRunStatus.STARTING])):
+        run = record.dagster_run
+        pid = run.tags.get(PID_TAG)
+        if pid is None or _alive(int(pid)):
+            continue
+        instance.report_run_failed(run, f"the process (pid {pid}) running it ended without finishing "
+                                        "(killed); marked failed by the next lbc run")
+        marked.append(run.run_id)
+    return marked
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+PID_TAG = "lbc/pid"
+
+
+def run_waves(waves: list[str] | None = None, log_level: str | None = None) -> RunSummary:
+    """Materialise every asset and check of each wave (exit code 1 if a run failed, 2 for a
+    usage error). One line per step is printed as it finishes; a failure is one or two lines
+    (the stack trace stays in the Dagster run log)."""
+    from lbc_pipeline.lib.messages import explain_failure, preflight
+
     _dagster_home()
+    scan = config.scan_waves()
+    for reason in scan.problems.values():
+        print(f"[lbc] skipped a wave folder: {reason}", file=sys.stderr, flush=True)
+    manifests = scan.manifests
+    known = {m.wave: m for m in manifests}
+    missing = [w for w in waves or [] if w not in known]
+    if missing:
+        print(f"lbc run: no wave folder under {config.raw_dir()} for: {', '.join(missing)} "
+              f"(waves there: {', '.join(config.wave_order(manifests)) or 'none'})", file=sys.stderr)
+        return RunSummary(2)
+    selected = waves or config.wave_order(manifests)
+    if not selected:
+        print(f"lbc run: no waves found under {config.raw_dir()}", file=sys.stderr)
+        return RunSummary(2)
+    problem = preflight(config.duckdb_path())
+    if problem:
+        print(f"[lbc] cannot start: {problem}", file=sys.stderr, flush=True)
+        return RunSummary(1)
     from dagster import DagsterInstance
 
     from lbc_pipeline.definitions import defs
 
-    manifests = config.discover_waves()
-    known = {m.wave: m for m in manifests}
-    selected = waves or sorted(known)
-    missing = [w for w in selected if w not in known]
-    if missing:
-        print(f"no wave folder under {config.raw_dir()} for: {', '.join(missing)}", file=sys.stderr)
-        return RunSummary(2)
-    if not selected:
-        print(f"no waves found under {config.raw_dir()}", file=sys.stderr)
-        return RunSummary(2)
     instance = DagsterInstance.get()
+    for run_id in _mark_orphaned_runs(instance):
+        print(f"[lbc] run {run_id[:8]} was left unfinished by a killed lbc run: marked failed", flush=True)
     registered = set(instance.get_dynamic_partitions("wave"))
     new = [w for w in selected if w not in registered]
     if new:
         instance.add_dynamic_partitions("wave", new)
-    job = defs.resolve_job_def("lbc_main_job")
+    where = str(config.data_dir())
     failed = []
     summary = RunSummary(0)
-    for wave in selected:
+
+    def run_one(job_name: str, label: str, partition: str | None) -> tuple[bool, str]:
+        checks: dict[str, tuple[bool, str]] = {}
+        failures: list[str] = []
+        job, run_config = _job(defs, job_name, lambda e: _print_event(e, checks, failures, where), log_level)
         started = time.perf_counter()
+        try:
+            result = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False,
+                                            run_config=run_config, tags={PID_TAG: str(os.getpid())})
+        except Exception as exc:  # a failure outside any step (instance, storage): one line
+            print(f"[lbc] {label}: could not run: {explain_failure(_chain(exc), where)}", file=sys.stderr, flush=True)
+            summary.checks[label] = checks
+            return False, ""
+        summary.checks[label] = checks
+        status = "succeeded" if result.success else "FAILED"
+        print(f"[lbc] {label}: run {result.run_id[:8]} {status} in {time.perf_counter() - started:.1f} s", flush=True)
+        if not result.success:
+            print(f"[lbc] {label}: the full error is in the Dagster run log: dagster dev -w workspace.yaml, "
+                  f"run {result.run_id}", file=sys.stderr, flush=True)
+        return result.success, result.run_id
+
+    for wave in selected:
         note = " (SYNTHETIC data)" if known[wave].synthetic else ""
         print(f"[lbc] wave {wave}{note}: materialising every asset and check ...", flush=True)
-        result = job.execute_in_process(
-            instance=instance, partition_key=wave, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        )
-        summary.checks[wave] = _print_steps(result)
-        status = "succeeded" if result.success else "FAILED"
-        print(f"[lbc] wave {wave}: run {result.run_id[:8]} {status} in {time.perf_counter() - started:.1f} s", flush=True)
-        if not result.success:
+        ok, _ = run_one("lbc_main_job", wave, wave)
+        if not ok:
             failed.append(wave)
     if not failed:
         print("[lbc] pooled models and wave-over-wave comparison over every wave in the warehouse ...", flush=True)
-        cross = defs.resolve_job_def("lbc_cross_wave_job").execute_in_process(
-            instance=instance, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}})
-        summary.checks["cross_wave"] = _print_steps(cross)
-        if not cross.success:
+        ok, _ = run_one("lbc_cross_wave_job", "cross_wave", None)
+        if not ok:
             failed.append("cross_wave")
     print_flow(selected)
     print(f"\nOutputs:\n  warehouse  {config.duckdb_path()}\n  artifacts  {config.data_dir() / 'artifacts'}\n"
@@ -90,23 +190,65 @@ def run_waves(waves: list[str] | None = None, log_level: str = "WARNING") -> Run
     return summary
 
 
-def _print_steps(result) -> dict[str, tuple[bool, str]]:
-    """Print one line per materialised asset and per check; return the check outcomes."""
-    checks = {}
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_MATERIALIZATION":
-            mat = event.event_specific_data.materialization
-            rows = mat.metadata.get("dagster/row_count")
-            rows_text = f"{rows.value} rows" if rows is not None else ""
-            print(f"  materialised {mat.asset_key.to_user_string():40s} {rows_text}", flush=True)
-        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
-            ev = event.event_specific_data
-            verdict = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
-            checks[ev.asset_check_key.name] = (ev.passed, ev.severity.value)
-            print(f"  check {ev.asset_check_key.name:38s} {verdict}: {ev.description or ''}", flush=True)
-        elif event.event_type_value == "STEP_FAILURE":
-            print(f"  step {event.step_key} FAILED: {event.event_specific_data.error.message.strip()}", flush=True)
-    return checks
+def _chain(exc: BaseException) -> list[tuple[str, str]]:
+    out = []
+    while exc is not None and len(out) < 10:
+        out.append((type(exc).__name__, str(exc)))
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def _error_chain(error) -> list[tuple[str, str]]:
+    """(class name, message) of a Dagster SerializableErrorInfo and its causes."""
+    out = []
+    while error is not None and len(out) < 10:
+        out.append((error.cls_name or "", error.message or ""))
+        error = error.cause or error.context
+    return out
+
+
+def _print_event(event, checks: dict, failures: list, where: str) -> None:
+    """Print one line for a materialisation, a check or a failed step, as it happens."""
+    from lbc_pipeline.lib.messages import explain_failure
+
+    kind = event.event_type_value
+    if kind == "ASSET_MATERIALIZATION":
+        mat = event.event_specific_data.materialization
+        rows = mat.metadata.get("dagster/row_count")
+        rows_text = f"{rows.value} rows" if rows is not None else ""
+        print(f"  materialised {mat.asset_key.to_user_string():40s} {rows_text}", flush=True)
+    elif kind == "ASSET_CHECK_EVALUATION":
+        ev = event.event_specific_data
+        verdict = "passed" if ev.passed else f"FAILED ({ev.severity.value})"
+        checks[ev.asset_check_key.name] = (ev.passed, ev.severity.value)
+        print(f"  check {ev.asset_check_key.name:38s} {verdict}: {ev.description or ''}", flush=True)
+        if not ev.passed and ev.severity.value == "ERROR":
+            print(f"    -> what is downstream of {ev.asset_key.to_user_string()} is not built; "
+                  "fix the delivery and run the wave again", flush=True)
+    elif kind == "STEP_FAILURE":
+        data = event.event_specific_data
+        message = explain_failure(_error_chain(data.error), where) if data.error else "failed"
+        failures.append(message)
+        print(f"  step {event.step_key} FAILED: {message}", flush=True)
+        if "row" in message or "wave.yaml" in message or "column" in message:
+            print("    -> correct the delivery (file, row and column above) and run the wave again; "
+                  "the warehouse still holds the previous complete version", flush=True)
+
+
+def flow_waves() -> list[str] | None:
+    """The waves in analysis.sample_flow (None when there is no warehouse or no flow yet)."""
+    import duckdb
+
+    from lbc_pipeline.lib.io.warehouse import read_only
+
+    path = config.duckdb_path()
+    if not path.exists():
+        return None
+    with read_only(path) as con:
+        try:
+            return [r[0] for r in con.execute("select distinct wave from analysis.sample_flow order by 1").fetchall()]
+        except duckdb.CatalogException:
+            return None
 
 
 def print_flow(waves: list[str] | None = None) -> None:
@@ -137,6 +279,8 @@ def print_flow(waves: list[str] | None = None) -> None:
 
 def print_replication(waves: list[str] | None = None) -> int:
     """Print the replication summary and the hypothesis verdicts from the warehouse."""
+    import duckdb
+
     from lbc_pipeline.lib.marts.replication import summarise_replication
     from lbc_pipeline.lib.marts.robustness import robustness_summary
     from lbc_pipeline.lib.io.warehouse import read_only
@@ -146,7 +290,12 @@ def print_replication(waves: list[str] | None = None) -> int:
         print(f"no warehouse at {path}: run `lbc run` first", file=sys.stderr)
         return 2
     with read_only(path) as con:
-        found = [r[0] for r in con.execute("select distinct wave from marts.replication order by 1").fetchall()]
+        try:
+            found = [r[0] for r in con.execute("select distinct wave from marts.replication order by 1").fetchall()]
+        except duckdb.CatalogException:
+            print(f"the warehouse {path} has no replication yet: run `lbc run` first", file=sys.stderr)
+            return 2
+        _check_waves(waves, found, "marts.replication")
         for wave in waves or found:
             replicated = con.sql("select * from marts.replication where wave = $w", params={"w": wave}).pl()
             verdicts = con.sql("select * from marts.hypotheses where wave = $w", params={"w": wave}).pl()
@@ -162,35 +311,51 @@ def print_replication(waves: list[str] | None = None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lbc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,flow,replication,calibration,generate}")
     run = sub.add_parser("run", help="materialise every asset and check for each wave under data/raw")
     run.add_argument("--wave", action="append", help="only this wave (repeatable)")
-    run.add_argument("--log-level", default="WARNING", help="Dagster console log level (default WARNING)")
+    run.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                     help="also print Dagster's own log at this level (default: only the step lines)")
     flow = sub.add_parser("flow", help="print the sample flow from the warehouse")
-    flow.add_argument("--wave", action="append")
+    flow.add_argument("--wave", action="append", help="only this wave (repeatable)")
     replication = sub.add_parser("replication", help="print the replication summary and hypotheses")
-    replication.add_argument("--wave", action="append")
+    replication.add_argument("--wave", action="append", help="only this wave (repeatable)")
     sub.add_parser("calibration", help="print the calibration report of the synthetic reference wave's state")
-    sub.add_parser("generate", help="write a synthetic wave", add_help=False)
-    args, rest = parser.parse_known_args(argv)
-    if args.command == "run":
-        return run_waves(args.wave, args.log_level).code
-    if args.command == "flow":
-        print_flow(args.wave)
-        return 0
-    if args.command == "replication":
-        return print_replication(args.wave)
-    if args.command == "calibration":
-        from lbc_pipeline.synthetic.paper_stats import main as calibration_main
+    sub.add_parser("generate", help="write a synthetic wave (options: lbc generate --help)", add_help=False)
+    return parser
 
-        calibration_main()
-        return 0
-    if args.command == "generate":
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand; unknown flags, unknown waves and missing arguments exit with 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if argv and argv[0] == "generate":
         from lbc_pipeline.synthetic.cli import main as generate_main
 
-        return generate_main(rest) or 0
+        return generate_main(argv[1:]) or 0
+    args = parser.parse_args(argv)  # exits 2 on an unknown flag or subcommand
+    try:
+        if args.command == "run":
+            return run_waves(args.wave, args.log_level).code
+        if args.command == "flow":
+            known = flow_waves()
+            if known is None:
+                print(f"no sample flow in {config.duckdb_path()}: run `lbc run` first", file=sys.stderr)
+                return 2
+            _check_waves(args.wave, known, "analysis.sample_flow")
+            print_flow(args.wave)
+            return 0
+        if args.command == "replication":
+            return print_replication(args.wave)
+        if args.command == "calibration":
+            from lbc_pipeline.synthetic.paper_stats import main as calibration_main
+
+            calibration_main()
+            return 0
+    except UsageError as exc:
+        parser.exit(2, f"lbc {args.command}: {exc}\n")
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -1,14 +1,20 @@
 """Noticing new waves: a sensor on data/incoming and a nightly refresh of stale waves.
 
 A delivery is a wave folder dropped into `data/incoming/` (configurable with
-`LBC_INCOMING_DIR`). The sensor checks it quickly (manifest, both files readable, required
-columns), registers its wave as a dynamic partition and requests a run. The cursor keeps
-each wave's file digests: the same files again request nothing; changed files request a new
-run whose tags record what changed; a broken delivery is skipped with its reason and nothing
-is registered. The files are read in place and never changed.
+`LBC_INCOMING_DIR`). The sensor validates it exactly as the job's raw step will
+(`validate_delivery`: manifest, files, every value rule), registers its wave as a dynamic
+partition and requests a run. The cursor keeps each wave's file digests: the same files
+again request nothing; changed files request a new run whose tags record what changed. A
+refused delivery is skipped with its reason, nothing is registered, one row goes to
+`raw.rejected_files` (once per version of its files, remembered in the cursor under
+`.rejected`) and the other folders are handled as usual: one unreadable folder never fails
+the tick. The files are read in place and never changed.
 """
 
+import datetime as dt
 import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from dagster import (
     DefaultScheduleStatus,
@@ -26,40 +32,112 @@ from dagster import (
 )
 
 from lbc_pipeline.assets import wave_partitions
-from lbc_pipeline.config import incoming_dir, wave_folder
+from lbc_pipeline.config import duckdb_path, incoming_dir, read_manifest, wave_folder
 from lbc_pipeline.jobs import cross_wave_job, main_job
-from lbc_pipeline.lib.raw.loading import Delivery, inspect_delivery
+from lbc_pipeline.lib.io.warehouse import connect, exclusive_file_lock, lock_path
+from lbc_pipeline.lib.raw.loading import Delivery, folder_digests, inspect_delivery, record_rejection
 from lbc_pipeline.lib.raw.reading import RawFileError
 
 DELIVERY_TAG = "lbc/delivery"
 FINGERPRINT_TAG = "lbc/fingerprint"
 
 
-def scan_incoming(cursor: dict[str, dict[str, str]]) -> tuple[list[tuple[Delivery, str]], list[str]]:
+REJECTED_KEY = ".rejected"  # cursor entry of refused folders (a wave id never starts with a dot)
+
+
+@dataclass
+class Scan:
+    """One look at data/incoming: deliveries to run, refusals new since the cursor, and the
+    reasons folders were skipped (refusals included)."""
+
+    found: list[tuple[Delivery, str]] = field(default_factory=list)
+    rejected: list[tuple[str, RawFileError, dict[str, str]]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def scan_incoming(cursor: dict) -> Scan:
     """New or changed deliveries (with what changed) and the reasons broken ones were skipped."""
     root = incoming_dir()
-    if not root.exists():
-        return [], [f"{root} does not exist"]
-    found, skipped = [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    scan = Scan()
+    try:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except FileNotFoundError:
+        scan.skipped.append(f"{root} does not exist")
+        return scan
+    except OSError as exc:
+        scan.skipped.append(f"{root}: cannot list the folder ({exc.strerror})")
+        return scan
+    rejected_before = cursor.get(REJECTED_KEY, {})
+    seen = [files for wave, files in cursor.items() if wave != REJECTED_KEY]
+    for folder in folders:
         try:
+            digests = folder_digests(folder)
+            if digests in seen:
+                continue  # these files were validated and requested before
+            if rejected_before.get(folder.name) == digests:
+                scan.skipped.append(f"{folder.name}: refused before, files unchanged")
+                continue
             delivery = inspect_delivery(folder)
         except RawFileError as exc:
-            skipped.append(f"{folder.name}: {exc}")
+            scan.skipped.append(f"{folder.name}: {exc}")
+            scan.rejected.append((folder.name, exc, _safe_digests(folder)))
+            continue
+        except OSError as exc:
+            scan.skipped.append(f"{folder.name}: cannot read the folder ({exc.strerror or exc})")
+            continue
+        except Exception as exc:  # one folder must never fail the tick for the others
+            scan.skipped.append(f"{folder.name}: could not be validated ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0][:200] if str(exc) else ''})")
             continue
         previous = cursor.get(delivery.wave)
         if previous != delivery.files:
-            found.append((delivery, delivery.changes_since(previous)))
-    return found, skipped
+            scan.found.append((delivery, delivery.changes_since(previous)))
+    return scan
+
+
+def _safe_digests(folder: Path) -> dict[str, str]:
+    try:
+        return folder_digests(folder)
+    except OSError:
+        return {}
+
+
+def record_refusals(rejected: list[tuple[str, RawFileError, dict[str, str]]], log) -> None:
+    """One row per newly refused delivery in `raw.rejected_files` (a short wait for the lock;
+    when the warehouse is busy the refusal is logged and recorded at the next change)."""
+    if not rejected:
+        return
+    at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    try:
+        duckdb_path().parent.mkdir(parents=True, exist_ok=True)
+        with exclusive_file_lock(lock_path(duckdb_path()), timeout_s=10.0):
+            with connect(duckdb_path()) as con:
+                for folder, error, _ in rejected:
+                    record_rejection(con, _wave_of(folder), error, at)
+    except Exception as exc:  # the refusal is still in the skip reason and the log
+        log.warning(f"could not record {len(rejected)} refused deliveries in raw.rejected_files: {exc}")
+
+
+def _wave_of(folder_name: str) -> str:
+    try:
+        return read_manifest(incoming_dir() / folder_name).wave
+    except Exception:
+        return folder_name
 
 
 @sensor(job=main_job, minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING,
         description="Registers and runs each new or changed wave delivered to data/incoming.")
 def incoming_waves(context: SensorEvaluationContext):
     cursor = json.loads(context.cursor) if context.cursor else {}
-    found, skipped = scan_incoming(cursor)
+    scan = scan_incoming(cursor)
+    found, skipped = scan.found, scan.skipped
     for reason in skipped:
         context.log.warning(f"skipped delivery {reason}")
+    record_refusals(scan.rejected, context.log)
+    if scan.rejected:
+        cursor.setdefault(REJECTED_KEY, {}).update({name: digests for name, _, digests in scan.rejected})
+        if not found:
+            return SensorResult(skip_reason="; ".join(skipped), cursor=json.dumps(cursor, sort_keys=True))
     if not found:
         return SkipReason("; ".join(skipped) if skipped else f"no new or changed delivery in {incoming_dir()}")
     registered = set(context.instance.get_dynamic_partitions(wave_partitions.name))
@@ -87,7 +165,7 @@ def stale_waves(instance, waves: list[str]) -> dict[str, str]:
     for wave in waves:
         try:
             current = inspect_delivery(wave_folder(wave)).files
-        except (FileNotFoundError, RawFileError) as exc:
+        except (FileNotFoundError, RawFileError, OSError) as exc:
             stale[wave] = f"unreadable: {exc}"
             continue
         records = instance.fetch_materializations(

@@ -74,16 +74,20 @@ def test_changed_files_request_a_new_run_that_records_the_change(incoming):
     assert (folder / "questionnaires.csv").exists()
 
 
-def test_broken_delivery_is_skipped_with_its_reason_and_untouched(incoming):
+def test_broken_delivery_is_skipped_with_its_reason_and_untouched(incoming, data_env):
     folder = delivery(incoming)
     (folder / "questionnaires.csv").write_text("qid,school_id\nQ1,S1\n")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     with DagsterInstance.ephemeral() as instance:
         result = evaluate(instance)
-        assert isinstance(result, SkipReason)
-        assert "2031: questionnaires.csv, column 'class_id': required column(s) missing" in result.skip_message
+        assert isinstance(result, SensorResult) and result.run_requests == []
+        assert "2031: questionnaires.csv, column 'class_id': required column(s) missing" in result.skip_reason.skip_message
         assert instance.get_dynamic_partitions("wave") == []
+        again = evaluate(instance, result.cursor)  # refused once: not validated nor recorded again
+        assert isinstance(again, SkipReason) and "refused before, files unchanged" in again.skip_message
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    with duckdb.connect(str(data_env / "warehouse" / "lbc.duckdb"), read_only=True) as con:
+        assert con.execute("select wave, column_name from raw.rejected_files").fetchall() == [("2031", "class_id")]
 
 
 def test_sensor_to_run_to_marts(incoming):
@@ -110,7 +114,7 @@ def test_nightly_refresh_runs_only_stale_waves(incoming, data_env):
         assert [r.partition_key for r in stale] == ["2031"]  # never loaded
         job = defs.resolve_job_def("lbc_main_job")
         job.execute_in_process(instance=instance, partition_key="2031", raise_on_error=False,
-                               asset_selection=[AssetKey(["raw", t]) for t in ("questionnaires", "distribution", "load_log")])
+                               asset_selection=[AssetKey(["raw", t]) for t in ("questionnaires", "distribution", "load_log", "read_notes")])
         assert isinstance(nightly_refresh(build_schedule_context(instance=instance, scheduled_execution_time=NIGHT)), SkipReason)
         shutil.copy(folder / "questionnaires.csv", folder / "q.bak")
         (folder / "questionnaires.csv").write_text((folder / "q.bak").read_text() + ",".join(valid_row("Z9").values()) + "\n")

@@ -9,6 +9,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, multi_asset
 from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets._common import check_result, key_of, materialized, table_spec
+from lbc_pipeline.config import every_wave, wave_order
 from lbc_pipeline.lib.io.warehouse import replace_table
 from lbc_pipeline.lib.marts import models, waves
 
@@ -33,13 +34,14 @@ def compare_across_waves(context: AssetExecutionContext, duckdb: DuckDBResource)
     incomplete = sorted(set(samples["wave"].unique()) - set(complete))
     samples = samples.filter(pl.col("wave").is_in(complete))
     coefficients = coefficients.filter(pl.col("wave").is_in(complete))
+    order = wave_order(every_wave())
     frames = {}
     for specification in models.SPECIFICATIONS:
-        pooled, fit = waves.pooled_models(samples, specification)
+        pooled, fit = waves.pooled_models(samples, specification, order)
         frames.setdefault("marts.pooled_coefficients", []).append(pooled)
         frames.setdefault("marts.pooled_fit", []).append(fit)
     tables = {name: pl.concat(parts).with_columns(pl.lit(POOLED).alias("wave")) for name, parts in frames.items()}
-    tables["marts.wave_comparison"] = waves.compare_waves(samples, coefficients)
+    tables["marts.wave_comparison"] = waves.compare_waves(samples, coefficients, order)
     with duckdb.get_connection() as con:
         replace_table(con, tables)
     for table, frame in tables.items():

@@ -140,7 +140,7 @@ def publish(context: AssetExecutionContext, duckdb: DuckDBResource):
     if "marts.report" in selected:
         manifest = read_manifest(wave_folder(wave))
         html = report.render_html_report(report.ReportContext(
-            wave=wave, synthetic=manifest.synthetic,
+            wave=wave, synthetic=manifest.synthetic, description=manifest.description,
             sample_flow=frames["analysis.sample_flow"], scale_reliability=frames["analysis.scale_reliability"],
             table1=frames["marts.table1"], coefficients=frames["marts.model_coefficients"],
             fit=frames["marts.model_fit"], replication=frames["marts.replication"],

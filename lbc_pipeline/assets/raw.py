@@ -19,6 +19,7 @@ _PERSONAL = {"pii": "names_and_roll_numbers"}
         table_spec("raw.questionnaires", kinds=["duckdb", "polars"], code=_CODE, tags=_PERSONAL),
         table_spec("raw.distribution", kinds=["duckdb", "polars"], code=_CODE),
         table_spec("raw.load_log", deps=["raw.questionnaires", "raw.distribution"], kinds=["duckdb", "polars"], code=_CODE),
+        table_spec("raw.read_notes", deps=["raw.questionnaires", "raw.distribution"], kinds=["duckdb", "polars"], code=_CODE),
     ],
     can_subset=True,
 )

@@ -3,7 +3,9 @@
 A speed comparison means something only if both sides do the same work and get the same
 answer: the plain pandas + statsmodels script, written from instrument.md without project
 code, must give the pipeline's sample flow and every estimate and standard error
-(conventional, HC3, clustered by school) of the fourteen published models, to 1e-8.
+(conventional, HC3, clustered by school) of the fourteen published models, to 1e-8; the two
+models of teacher's attitude to 1e-5, because the baseline scores it with statsmodels'
+iterative maximum-likelihood fit (tolerance 1e-7) where the pipeline uses its exact closed form.
 The pipeline side runs its library functions in-process (no Dagster, no warehouse), which
 are the functions the assets call to build `marts.model_coefficients`.
 """
@@ -74,8 +76,10 @@ def test_every_coefficient_equals_the_pipelines(baseline, pipeline, column: str)
     joined = baseline[0].join(pipeline[0], on=keys, how="inner", suffix="_pipeline")
     assert joined.height == pipeline[0].height
     difference = np.abs(joined[column].to_numpy() - joined[f"{column}_pipeline"].to_numpy())
-    worst = joined.with_columns(pl.Series("diff", difference)).sort("diff", descending=True).row(0, named=True)
-    assert difference.max() <= 1e-8, worst
+    factor = joined["model_no"].is_in([2]).to_numpy() & joined["table_no"].is_in([3, 4]).to_numpy()
+    for mask, tolerance in ((~factor, 1e-8), (factor, 1e-5)):
+        worst = joined.filter(mask).with_columns(pl.Series("diff", difference[mask])).sort("diff", descending=True).row(0, named=True)
+        assert difference[mask].max() <= tolerance, worst
 
 
 def test_a_wrong_rule_is_caught(baseline, pipeline, monkeypatch) -> None:

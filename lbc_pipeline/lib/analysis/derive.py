@@ -8,6 +8,7 @@ says why. Rules follow instrument.md sections 2 and 4 and take every code from t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,9 +19,6 @@ from lbc_pipeline.codebook import load_codebook
 YES, NO = 1, 2
 DIVORCED = 2
 CUSTODY_MOTHER, CUSTODY_FATHER = 1, 2
-# statsmodels' ML factor fit draws its EM starting values at random: seed them, so that the
-# same wave gives the same loadings (unseeded, two runs differed by about 1e-7).
-FACTOR_SEED = 20230113
 
 
 def add_age(frame: pl.DataFrame) -> pl.DataFrame:
@@ -147,7 +145,7 @@ class FactorSolution:
     score_mean: float
     score_sd: float
     eigenvalues: np.ndarray
-    method: str = "ml"
+    method: str = "closed_form"
 
     @property
     def communality(self) -> np.ndarray:
@@ -164,7 +162,7 @@ class FactorSolution:
 
     def score(self, values: np.ndarray) -> np.ndarray:
         """Standardised factor scores (mean 0, SD 1 on the estimation sample) for item rows."""
-        raw = ((values - self.item_means) / self.item_sds) @ self.weights
+        raw = _weighted_sum((values - self.item_means) / self.item_sds, self.weights)
         return (raw - self.score_mean) / self.score_sd
 
     def as_rows(self, wave: str) -> list[dict]:
@@ -182,38 +180,102 @@ class FactorSolution:
         ]
 
 
-FACTOR_SEED = 20230113
+class FactorError(ValueError):
+    """The head-teacher items cannot carry a one-factor score (too few rows, no variance,
+    correlations whose signs no single factor can produce)."""
+
+
+# Below this uniqueness an item is a Heywood case: the factor is that item (see fit_one_factor).
+HEYWOOD_UNIQUENESS = 1e-9
+
+
+def one_factor_loadings(corr: np.ndarray) -> tuple[np.ndarray, str]:
+    """Loadings of the exactly identified one-factor model of three standardised items.
+
+    With three items the model has as many parameters (three loadings) as the correlation
+    matrix has off-diagonal entries, so the loadings reproduce them exactly:
+    r_ij = l_i l_j, hence l_i^2 = r_ij r_ik / r_jk. This is also the maximum-likelihood
+    solution whenever every l_i^2 lies in (0, 1). Rules at the edges:
+
+    - r_12 r_13 r_23 <= 0 (or a zero correlation): no single factor gives these signs;
+      `FactorError`.
+    - a Heywood case, l_i^2 >= 1 (uniqueness <= 0): the ML boundary solution, item i's
+      uniqueness is 0, its loading 1, and the others load r_ij (the factor is item i).
+      The returned method says so ("closed_form_heywood:<index>").
+    Signs: the first item's loading is taken positive, the others follow from r_1j = l_1 l_j;
+    the caller orients the whole vector.
+    """
+    if corr.shape != (3, 3):
+        raise FactorError(f"the closed form needs exactly three items, got {corr.shape[0]}")
+    r12, r13, r23 = corr[0, 1], corr[0, 2], corr[1, 2]
+    if not np.all(np.isfinite([r12, r13, r23])):
+        raise FactorError("an item has no variance on the estimation rows: no factor score")
+    if r12 * r13 * r23 <= 0:
+        raise FactorError(
+            f"item correlations {r12:.3f}, {r13:.3f}, {r23:.3f}: their product is not positive, "
+            "so no single factor reproduces them")
+    squared = np.array([r12 * r13 / r23, r12 * r23 / r13, r13 * r23 / r12])
+    if np.any(squared >= 1.0 - HEYWOOD_UNIQUENESS):
+        i = int(np.argmax(squared))
+        loadings = corr[i].copy()
+        loadings[i] = 1.0
+        return loadings * np.sign(loadings[0]), f"closed_form_heywood:{i}"
+    l1 = np.sqrt(squared[0])
+    return np.array([l1, r12 / l1, r13 / l1]), "closed_form"
+
+
+def exact_moments(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column means, SDs (ddof=1) and the correlation matrix, every sum exactly rounded
+    (`math.fsum`), so the result does not depend on summation order, memory alignment or BLAS."""
+    n, p = values.shape
+    means = np.array([math.fsum(values[:, j]) / n for j in range(p)])
+    centred = values - means
+    cov = np.array([[math.fsum(centred[:, i] * centred[:, j]) / (n - 1) for j in range(p)] for i in range(p)])
+    sds = np.sqrt(np.diag(cov))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(sds, sds)
+    np.fill_diagonal(corr, 1.0)
+    return means, sds, corr
+
+
+def _weighted_sum(z: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """z @ weights as an element-wise sum in item order (no BLAS: the same bits on every run)."""
+    total = np.zeros(z.shape[0])
+    for j, w in enumerate(weights):
+        total = total + z[:, j] * w
+    return total
 
 
 def fit_one_factor(values: np.ndarray, items: tuple[str, ...]) -> FactorSolution:
-    """One-factor maximum-likelihood EFA (statsmodels) and regression-method score weights.
+    """One-factor EFA of three items in closed form, and regression-method score weights.
 
-    `values`: complete item rows (n x p). Loadings are oriented so that higher scores mean
-    more of the trait (a positive sum of loadings). The scores are standardised (ddof=1) on
-    these rows.
+    `values`: complete item rows (n x 3). The loadings are those of `one_factor_loadings` on
+    the items' correlation matrix (equal to statsmodels' maximum-likelihood fit to its
+    tolerance, but exact and the same on every run). They are oriented so that higher
+    scores mean more of the trait (a positive sum of loadings). Score weights are R^-1 l
+    (Thurstone's regression method); the scores are standardised (ddof=1) on these rows.
     """
-    from statsmodels.multivariate.factor import Factor
-
-    if values.shape[0] < values.shape[1] + 2:
-        raise ValueError(f"{values.shape[0]} complete rows are too few for a factor model")
-    # a fixed seed for the random start: unseeded, two runs gave scores ~3e-7 apart, which
-    # moved every model estimate in the last digits and the imputations of the missing-data
-    # analysis (predictive mean matching picks other donors) by up to 0.15
-    fitted = Factor(values, n_factor=1, method="ml").fit(rng=FACTOR_SEED)
-    loadings = np.asarray(fitted.loadings).ravel()
+    n, p = values.shape
+    if n < p + 2:
+        raise FactorError(f"{n} complete rows are too few for a factor model (at least {p + 2} needed)")
+    means, sds, corr = exact_moments(values)
+    loadings, method = one_factor_loadings(corr)
     if loadings.sum() < 0:
         loadings = -loadings
-    corr = np.corrcoef(values, rowvar=False)
-    weights = np.linalg.solve(corr, loadings)
-    means = values.mean(axis=0)
-    sds = values.std(axis=0, ddof=1)
-    raw = ((values - means) / sds) @ weights
+    uniqueness = 1.0 - loadings ** 2
+    if method.startswith("closed_form_heywood"):
+        i = int(method.rsplit(":", 1)[1])
+        weights = np.zeros(p)
+        weights[i] = np.sign(loadings[i])
+    else:
+        weights = np.linalg.solve(corr, loadings)
+    raw = _weighted_sum((values - means) / sds, weights)
+    raw_mean = math.fsum(raw) / n
     return FactorSolution(
-        items=items, n=values.shape[0], loadings=loadings,
-        uniqueness=np.asarray(fitted.uniqueness).ravel(), weights=weights,
-        item_means=means, item_sds=sds, score_mean=float(raw.mean()),
-        score_sd=float(raw.std(ddof=1)),
-        eigenvalues=np.sort(np.linalg.eigvalsh(corr))[::-1],
+        items=items, n=n, loadings=loadings, uniqueness=uniqueness, weights=weights,
+        item_means=means, item_sds=sds, score_mean=raw_mean,
+        score_sd=math.sqrt(math.fsum((raw - raw_mean) ** 2) / (n - 1)),
+        eigenvalues=np.sort(np.linalg.eigvalsh(corr))[::-1], method=method,
     )
 
 

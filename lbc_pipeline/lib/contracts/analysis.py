@@ -126,7 +126,7 @@ register("analysis.teacher_attitude_efa", pa.DataFrameSchema({
     "wave": WAVE,
     "item": pa.Column(pl.String, description="Head-teacher item"),
     "n": pa.Column(pl.Int64, description="Valid questionnaires that answered all three items (the estimation sample)"),
-    "method": pa.Column(pl.String, description="Estimator of the one-factor model"),
+    "method": pa.Column(pl.String, description="Estimator (closed_form: l_i^2 = r_ij r_ik / r_jk, equal to maximum likelihood for three items; closed_form_heywood:<i>: item i has uniqueness 0 and is the factor)"),
     "loading": pa.Column(pl.Float64, description="Standardised loading on the factor"),
     "uniqueness": pa.Column(pl.Float64, description="1 - communality"),
     "communality": pa.Column(pl.Float64, description="Share of the item's variance explained by the factor"),

@@ -210,6 +210,12 @@ def _comment_view_columns(con: duckdb.DuckDBPyConnection, name: str, source: str
                         f"{_literal(descriptions[column])}")
 
 
+def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse file (its folder created if needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return duckdb.connect(str(path), read_only=read_only)
+
+
 class WarehouseLockTimeout(TimeoutError):
     """Another process held the warehouse for longer than the configured wait."""
 

@@ -11,7 +11,8 @@ follow-up "2021", ...). Researchers want two things the per-wave marts do not gi
   and the key coefficients (`marts.wave_comparison`); `check_drift` turns that table
   into a WARN-level data-quality outcome.
 
-Waves are ordered by sorting their ids as strings ("2019" < "2021"); the first wave in
+Waves are ordered by their manifests' fieldwork start, ties by id (`config.wave_order`,
+passed in as `order`); without an order, by sorting their ids as strings. The first wave in
 that order is the reference of the wave fixed effects and has no previous wave.
 """
 
@@ -60,9 +61,12 @@ STATISTIC_SCHEMA = {
 COMPARISON_COLUMNS = tuple(contracts.dtypes("marts.wave_comparison"))
 
 
-def wave_ids(frame: pl.DataFrame) -> list[str]:
-    """List the waves of a frame's `wave` column, sorted (the first is the reference)."""
-    return sorted(set(frame["wave"].cast(pl.String).to_list()))
+def wave_ids(frame: pl.DataFrame, order: list[str] | None = None) -> list[str]:
+    """List the waves of a frame's `wave` column in survey order (the first is the reference):
+    as in `order` (`config.wave_order`), waves it does not list after them, sorted."""
+    present = set(frame["wave"].cast(pl.String).to_list())
+    ranked = [w for w in (order or []) if w in present]
+    return ranked + sorted(present - set(ranked))
 
 
 def wave_term(wave: str) -> str:
@@ -179,7 +183,7 @@ def fit_pooled_model(
 
 
 def pooled_models(
-    samples: pl.DataFrame, specification: models.Specification = "as_published"
+    samples: pl.DataFrame, specification: models.Specification = "as_published", order: list[str] | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Fit the fourteen models of one specification on several waves stacked, with wave fixed effects.
 
@@ -208,7 +212,7 @@ def pooled_models(
     """
     if samples.height == 0:
         raise ValueError("no analysis sample to pool: the stacked frame is empty")
-    waves = wave_ids(samples)
+    waves = wave_ids(samples, order)
     fitted = [fit_pooled_model(samples, spec, waves) for spec in models.model_specs(specification)]
     coefficients = pl.concat([c for c, _ in fitted])
     fits = pl.DataFrame([f for _, f in fitted], schema=POOLED_FIT_SCHEMA)
@@ -327,7 +331,7 @@ def coefficient_statistics(coefficients: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def compare_waves(samples: pl.DataFrame, coefficients: pl.DataFrame) -> pl.DataFrame:
+def compare_waves(samples: pl.DataFrame, coefficients: pl.DataFrame, order: list[str] | None = None) -> pl.DataFrame:
     """Put each wave's key statistics beside the previous wave's: `marts.wave_comparison`.
 
     One row per wave x measure x statistic. `kind` says what the value is:
@@ -343,15 +347,15 @@ def compare_waves(samples: pl.DataFrame, coefficients: pl.DataFrame) -> pl.DataF
       the as_published nonrobust estimate taken from `coefficients` (per-wave
       `marts.model_coefficients` of the same waves, stacked), with its std_error.
 
-    Adds previous_wave (the wave before in sorted order; null for the first),
+    Adds previous_wave (the wave before in `order`, see `wave_ids`; null for the first),
     previous_value, delta (value - previous_value), relative_change
     (delta / |previous_value|, null when that is 0), previous_std_error, and z_change
     (coefficients: delta / sqrt(std_error^2 + previous_std_error^2), treating the waves'
     samples as independent). A statistic missing in the previous wave has null
     previous columns.
     """
-    waves = wave_ids(samples)
-    coefficient_waves = wave_ids(coefficients)
+    waves = wave_ids(samples, order)
+    coefficient_waves = wave_ids(coefficients, order)
     if coefficient_waves != waves:
         raise ValueError(
             f"the coefficients cover waves {coefficient_waves} but the samples cover {waves}"

@@ -137,7 +137,7 @@ def read_table(path: Path, table: str) -> tuple[pl.DataFrame, tuple[str, ...]]:
     ext = path.suffix.lower().lstrip(".")
     if ext not in TABLE_EXTENSIONS:
         raise RawFileError(path, f"unsupported format .{ext} for an interview table (csv or xlsx)")
-    frame, _, _ = READERS[ext](path)
+    frame = READERS[ext](path)[0]
     if frame.width == 0:
         raise RawFileError(path, "the file has no columns")
     return conform(path, frame, table)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pandera.polars as pa
 import polars as pl
 
 from lbc_pipeline.config import ManifestError, WaveManifest, read_manifest, wave_folder
@@ -25,6 +26,26 @@ from lbc_pipeline.lib.raw.reading import (
     read_raw_file,
 )
 from lbc_pipeline.lib.io.warehouse import append_rows
+from lbc_pipeline.lib.contracts import register
+
+READ_NOTE_KINDS = ("nfkc", "qid_variant", "stata_extended_missing", "spss_user_missing", "symlink", "line_endings")
+
+READ_NOTES_SCHEMA = register("raw.read_notes", pa.DataFrameSchema({
+    "wave": pa.Column(pl.String, description="Wave id (from wave.yaml, else the folder name)"),
+    "file": pa.Column(pl.String, description="The delivered file the note is about"),
+    "source_row": pa.Column(pl.Int64, nullable=True,
+                            description="Data row of the file (1 = first data row); null for a note on the whole file"),
+    "column_name": pa.Column(pl.String, nullable=True, description="Column of the cell, as delivered; null for the whole file"),
+    "kind": pa.Column(pl.String, pa.Check.isin(READ_NOTE_KINDS), description=(
+        "What the reader did: nfkc (full-width characters normalised), qid_variant (a qid differing only "
+        "in case, read as the first spelling), stata_extended_missing / spss_user_missing (mapped to a "
+        "special code), symlink (a link to a file inside the wave folder, read), line_endings (CR-only lines)")),
+    "delivered": pa.Column(pl.String, nullable=True, description="The value as delivered (at most 40 characters)"),
+    "read_as": pa.Column(pl.String, nullable=True, description="The value as read into the raw layer (at most 40 characters)"),
+    "note": pa.Column(pl.String, description="The note in words"),
+}, strict=True, description="One row per change the reader made to a delivered file or value (latest load of each wave)"))
+READ_NOTES_COLUMNS = {"wave": pl.String, "file": pl.String, "source_row": pl.Int64, "column_name": pl.String,
+                      "kind": pl.String, "delivered": pl.String, "read_as": pl.String, "note": pl.String}
 
 
 @dataclass(frozen=True)
@@ -62,10 +83,15 @@ class WaveFiles:
                     "extra_columns": pl.List(pl.String), "value_labels": pl.String,
                     "loaded_at": pl.Datetime("us")},
         )
+        notes = pl.DataFrame(
+            [n.as_row(wave) for f in (self.questionnaires, self.distribution) for n in f.notes],
+            schema=READ_NOTES_COLUMNS,
+        )
         return {
             "raw.questionnaires": as_raw(self.questionnaires),
             "raw.distribution": as_raw(self.distribution),
             "raw.load_log": log,
+            "raw.read_notes": READ_NOTES_SCHEMA.validate(notes),
         }
 
 
@@ -85,12 +111,15 @@ def load_folder(folder: Path, wave: str | None = None) -> WaveFiles:
 
 
 def load_wave_files(wave: str) -> WaveFiles:
-    """Read the registered wave `wave` from its folder under data/raw."""
+    """Read the registered wave `wave` from its folder, validated completely
+    (`validation.validate_delivery`) before the caller writes anything."""
+    from lbc_pipeline.lib.raw.validation import validate_delivery
+
     try:
         folder = wave_folder(wave)
     except FileNotFoundError as exc:
         raise RawFileError(Path(str(wave)), str(exc)) from None
-    return load_folder(folder, wave)
+    return validate_delivery(folder, wave).files
 
 
 def record_rejection(con: duckdb.DuckDBPyConnection, wave: str, error: RawFileError,
@@ -130,6 +159,28 @@ class Delivery:
 
 
 def inspect_delivery(folder: Path) -> Delivery:
-    """A quick look at a delivered wave folder: manifest readable, both files present and
-    readable with every required column, and each file's sha256. Raises `RawFileError`."""
-    return load_folder(folder).delivery
+    """A delivered wave folder validated as the job will validate it (`validate_delivery`:
+    manifest, files, every value rule), and each file's sha256. Raises `RawFileError`."""
+    from lbc_pipeline.lib.raw.validation import validate_delivery
+
+    return validate_delivery(folder).files.delivery
+
+
+def folder_digests(folder: Path) -> dict[str, str]:
+    """A cheap look at a delivery folder, without validating it: the sha256 of each regular
+    data file and wave.yaml, and the kind of anything else named like one (never opened).
+    Changes whenever validation's verdict could change."""
+    import stat as stat_module
+
+    out = {}
+    for path in sorted(folder.iterdir()):
+        if not (path.name == "wave.yaml" or path.stem in ("questionnaires", "distribution")):
+            continue
+        mode = path.lstat().st_mode
+        if stat_module.S_ISLNK(mode):
+            out[path.name] = f"symlink:{path.readlink()}"
+        elif stat_module.S_ISREG(mode):
+            out[path.name] = file_sha256(path)
+        else:
+            out[path.name] = f"not-a-file:{stat_module.S_IFMT(mode)}"
+    return out

@@ -4,7 +4,26 @@ Every file comes back as a polars frame of text columns, values as delivered (nu
 binary format stores as floats are written back as the integers they are), with column
 names matched to the codebook, the extra columns kept, and a `_row` column giving the
 row's number in the file (1 = first data row). Anything that stops a file from being read
-raises `RawFileError`, which names the file, the row and the column.
+raises `RawFileError`, which names the file, the row and the column; a message never quotes
+a file's content beyond the offending cell, shortened to `CELL_SHOWN` characters.
+
+What the reader refuses, and what it changes (each change is a `ReadNote`, kept in
+`raw.read_notes`):
+- only regular files inside the wave folder are read: a symlink is resolved and refused if its
+  target leaves the folder (recorded when it stays inside); a directory, FIFO, socket or device
+  named like a data file is refused without being opened;
+- csv: UTF-8 (with or without BOM), GB18030/GBK, or UTF-16 with a byte-order mark; UTF-16
+  without a mark and NUL bytes are refused with their position; \r\n, \n and \r-only line
+  endings are read; a cell may hold up to `MAX_CELL_CHARS` characters (1 MiB), a longer one
+  is refused by row and column; an empty header name and a trailing comma on every line are
+  refused (the latter with what to do);
+- full-width digits, signs, letters and spaces typed by Chinese input methods (`３`, `－9`,
+  ideographic space) are normalised (NFKC) in every non-personal codebook column;
+- Stata extended missing values (.a-.z) and SPSS user-missing values that are not the
+  instrument's special codes are mapped to them by their value label (refused / don't know /
+  not applicable), or, without a label, Stata's .a/.b/.c to -9/-8/-7;
+- qids that differ only in case are one questionnaire: variants are rewritten to the first
+  spelling in the file (so that staging sees them as duplicates) and reported.
 """
 
 from __future__ import annotations
@@ -13,9 +32,12 @@ import csv
 import datetime as dt
 import hashlib
 import io
-
 import json
 import math
+import os
+import stat
+import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +50,37 @@ ROW_COLUMN = "_row"
 # Names the raw layer adds to every row; a delivered column may not take them.
 RESERVED_COLUMNS = ("wave", "source_row", ROW_COLUMN)
 UTF8_BOM = b"\xef\xbb\xbf"
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+# The longest cell the reader accepts (characters): far above any answer, qid or name, low
+# enough that a runaway quote or a binary file is reported instead of read into memory.
+MAX_CELL_CHARS = 1 << 20
+# How much of an offending cell a message may show.
+CELL_SHOWN = 40
+# Stata extended missing values without a value label: the instrument's special code each
+# stands for (.a refused, .b don't know, .c not applicable); other letters need a label.
+STATA_DEFAULT_MISSING = {"a": -9, "b": -8, "c": -7}
+
+
+def shown(value: object, limit: int = CELL_SHOWN) -> str:
+    """A cell as a message may quote it: repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(str(value))} characters)"
+
+
+@dataclass(frozen=True)
+class ReadNote:
+    """One thing the reader did to a delivered file or value (a row of `raw.read_notes`)."""
+
+    file: str
+    source_row: int | None
+    column_name: str | None
+    kind: str
+    delivered: str | None
+    read_as: str | None
+    note: str
+
+    def as_row(self, wave: str) -> dict:
+        return {"wave": wave, **self.__dict__}
 
 
 class RawFileError(ValueError):
@@ -44,7 +97,7 @@ class RawFileError(ValueError):
             where.append(f"row {row}")
         if column is not None:
             where.append(f"column {column!r}")
-        super().__init__(f"{', '.join(where)}: {message}")
+        super().__init__(f"{', '.join(where)}: {message}".replace("\n", " "))
 
 
 @dataclass(frozen=True)
@@ -60,6 +113,7 @@ class LoadedFile:
     size_bytes: int
     extra_columns: tuple[str, ...] = ()
     value_labels: dict = field(default_factory=dict)
+    notes: tuple[ReadNote, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -92,7 +146,8 @@ def file_sha256(path: Path) -> str:
 
 
 def find_raw_file(folder: Path, stem: str) -> Path:
-    """The one `<stem>.<ext>` file of a wave folder, in a supported format."""
+    """The one `<stem>.<ext>` file of a wave folder, in a supported format, checked to be a
+    regular file inside the folder (`check_regular_file`)."""
     candidates = sorted(
         p for p in folder.glob(f"{stem}.*") if p.suffix.lower().lstrip(".") in SUPPORTED_EXTENSIONS
     )
@@ -105,110 +160,238 @@ def find_raw_file(folder: Path, stem: str) -> Path:
     if len(candidates) > 1:
         names = ", ".join(p.name for p in candidates)
         raise RawFileError(candidates[0], f"more than one {stem} file ({names}): keep one")
+    check_regular_file(candidates[0], folder)
     return candidates[0]
+
+
+def check_regular_file(path: Path, folder: Path) -> Path | None:
+    """Refuse anything but a regular file inside `folder`, without opening it (a FIFO would
+    block the reader). Returns the target of a symlink that stays inside, else None."""
+    try:
+        link = path.lstat()
+    except OSError as exc:
+        raise RawFileError(path, f"cannot be examined ({exc.strerror})") from None
+    target = None
+    if stat.S_ISLNK(link.st_mode):
+        try:
+            resolved = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise RawFileError(path, "is a symbolic link whose target does not exist; deliver the file itself") from None
+        if not resolved.is_relative_to(folder.resolve()):
+            raise RawFileError(path, "is a symbolic link to a file outside the wave folder; deliver the file itself "
+                               "(copy it into the folder)")
+        target = resolved
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise RawFileError(path, f"cannot be examined ({exc.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise RawFileError(path, "is a folder, not a file; deliver the data file under this name")
+    if not stat.S_ISREG(mode):
+        kind = "named pipe (FIFO)" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+        raise RawFileError(path, f"is a {kind}, not a regular file; deliver the data file itself")
+    if not os.access(path, os.R_OK):
+        raise RawFileError(path, "cannot be read (permission denied); make the file readable")
+    return target
 
 
 # --------------------------------------------------------------------------- decoding
 def decode_csv_bytes(path: Path, data: bytes) -> tuple[str, str]:
-    """Decode a csv: UTF-8 with BOM, UTF-8, or GB18030 (a superset of GBK), in that order.
+    """Decode a csv: UTF-16 with a byte-order mark, UTF-8 with BOM, UTF-8, or GB18030 (a
+    superset of GBK), in that order.
 
     The order is safe: GB18030 text with Chinese characters is practically never valid
-    UTF-8. Bytes that are neither raise an error naming the row and the column.
+    UTF-8. Bytes that are neither raise an error naming the row and the column of the first
+    bad byte for UTF-8 (where a UTF-8 file with one bad byte has it). NUL bytes and UTF-16
+    without a mark are refused with their position.
     """
+    for bom in UTF16_BOMS:
+        if data.startswith(bom):
+            encoding = "utf-16-le" if bom == b"\xff\xfe" else "utf-16-be"
+            try:
+                return data[2:].decode(encoding), "utf-16"
+            except UnicodeDecodeError as exc:
+                raise RawFileError(path, f"starts with a UTF-16 mark but byte {exc.start + 2} is not UTF-16; "
+                                   "re-export the file as UTF-8") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        sample = data[:200]
+        if sample.count(b"\x00") * 3 >= len(sample):
+            raise RawFileError(path, "looks like UTF-16 without a byte-order mark (every other byte is NUL); "
+                               "re-export the file as UTF-8")
     if data.startswith(UTF8_BOM):
-        return _strict_decode(path, data[len(UTF8_BOM):], "utf-8", offset=len(UTF8_BOM)), "utf-8-sig"
+        body = data[len(UTF8_BOM):]
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            row, column = locate_byte(body, exc.start, "utf-8")
+            raise RawFileError(
+                path, f"the file starts with a UTF-8 mark but byte {exc.start + len(UTF8_BOM)} "
+                f"({body[exc.start:exc.start + 4]!r}) is not UTF-8; re-export the file as UTF-8",
+                row=row, column=column) from None
+        return _refuse_nul(path, text), "utf-8-sig"
     try:
-        return data.decode("utf-8"), "utf-8"
+        return _refuse_nul(path, data.decode("utf-8")), "utf-8"
+    except UnicodeDecodeError as utf8_error:
+        first_bad = utf8_error.start
+    try:
+        return _refuse_nul(path, data.decode("gb18030")), "gb18030"
     except UnicodeDecodeError:
         pass
-    try:
-        return data.decode("gb18030"), "gb18030"
-    except UnicodeDecodeError as exc:
-        row, column = _locate_byte(data, exc.start)
-        raise RawFileError(
-            path,
-            f"bytes {data[exc.start:exc.start + 4]!r} are neither UTF-8 nor GB18030/GBK; "
-            "re-export the file as UTF-8",
-            row=row,
-            column=column,
-        ) from None
+    row, column = locate_byte(data, first_bad, "utf-8")
+    raise RawFileError(
+        path,
+        f"bytes {data[first_bad:first_bad + 4]!r} (byte {first_bad}) are neither UTF-8 nor GB18030/GBK; "
+        "re-export the file as UTF-8",
+        row=row,
+        column=column,
+    )
 
 
-def _strict_decode(path: Path, data: bytes, encoding: str, offset: int) -> str:
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        row, column = _locate_byte(data, exc.start)
-        raise RawFileError(
-            path, f"the file starts with a UTF-8 mark but byte {exc.start + offset} is not "
-            "UTF-8", row=row, column=column,
-        ) from None
+def _refuse_nul(path: Path, text: str) -> str:
+    position = text.find("\x00")
+    if position >= 0:
+        row, column = locate_char(text, position)
+        raise RawFileError(path, f"a NUL byte (character {position} of the file) is inside a cell; "
+                           "remove it and re-export", row=row, column=column)
+    return text
 
 
-def _locate_byte(data: bytes, position: int) -> tuple[int | None, str | None]:
+def locate_char(text: str, position: int) -> tuple[int | None, str | None]:
+    """Data row number (1 = first data row) and column name of a character offset in csv text."""
+    records = list(csv.reader(io.StringIO(text[:position + 1], newline=""), strict=False))
+    header = list(csv.reader(io.StringIO(text, newline="")))[:1] or [[]]
+    names = [n.strip().lstrip("\ufeff") for n in header[0]]
+    if not records:
+        return None, None
+    row = len(records) - 1
+    field_index = len(records[-1]) - 1
+    column = names[field_index] if 0 <= field_index < len(names) else None
+    return (row if row > 0 else None), column
+
+
+def locate_byte(data: bytes, position: int, encoding: str) -> tuple[int | None, str | None]:
     """Data row number and column name of a byte offset in a csv (row 1 = first data row)."""
-    line_number = data.count(b"\n", 0, position)  # 0 = header line
-    header = data.split(b"\n", 1)[0].decode("latin-1").lstrip("\ufeff\xef\xbb\xbf")
-    names = next(csv.reader([header]))
-    line_start = data.rfind(b"\n", 0, position) + 1
-    field_index = data.count(b",", line_start, position)
-    column = names[field_index].strip() if field_index < len(names) else None
-    return (line_number if line_number > 0 else None), column
+    prefix = data[:position].decode(encoding, errors="replace")
+    whole = data.decode(encoding, errors="replace")
+    return locate_char(whole, len(prefix))
 
 
 # --------------------------------------------------------------------------- readers
-def _read_csv(path: Path) -> tuple[pl.DataFrame, str, dict]:
+def _read_csv(path: Path) -> tuple[pl.DataFrame, str, dict, list[ReadNote]]:
     text, encoding = decode_csv_bytes(path, path.read_bytes())
-    _check_csv_shape(path, text)
-    frame = pl.read_csv(text.encode("utf-8"), infer_schema=False)
-    return frame, encoding, {}
+    frame = parse_csv(path, text)
+    notes = []
+    if "\r" in text and "\n" not in text:
+        notes.append(ReadNote(path.name, None, None, "line_endings", "CR", "LF",
+                              "lines end in a carriage return only (old Mac export); read as lines"))
+    return frame, encoding, {}, notes
 
 
-def _check_csv_shape(path: Path, text: str) -> None:
-    """Every data row has as many fields as the header; else name the first ragged row."""
-    reader = csv.reader(io.StringIO(text))
+def parse_csv(path: Path, text: str) -> pl.DataFrame:
+    """A csv's data records as a frame of text columns, every record padded to the header's
+    width (one record per row: a blank line is a row of nulls, so row numbers count records).
+
+    Any line ending is read (`newline=""`). Refused, naming the row and column: an empty
+    file, an empty or repeated header name, a trailing comma on every line, a row with more
+    or fewer fields than the header (a row of empty fields may be short), a cell longer than
+    `MAX_CELL_CHARS`. The check streams the records (nothing is kept); polars then reads the
+    values.
+    """
+    previous_limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # each cell is measured against MAX_CELL_CHARS below
     try:
-        header = next(reader)
-    except StopIteration:
-        raise RawFileError(path, "the file is empty (no header row)") from None
-    width = len(header)
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
+            header = [name.lstrip("\ufeff") for name in next(reader)]
+        except StopIteration:
+            raise RawFileError(path, "the file is empty (no header row)") from None
+        width = len(header)
+        _check_header_names(path, header)
+        last_empty = not header[-1].strip()
+        every_row_ends_empty = True
+        rows = 0
+        for row_number, record in enumerate(reader, start=1):
+            if record and max(map(len, record)) > MAX_CELL_CHARS:
+                index = next(i for i, cell in enumerate(record) if len(cell) > MAX_CELL_CHARS)
+                column = header[index] if index < width else None
+                raise RawFileError(path, f"a cell of {len(record[index]):,} characters is longer than the "
+                                   f"{MAX_CELL_CHARS:,} the reader accepts (an unclosed quote?)",
+                                   row=row_number, column=column)
+            filled = any(record) and any(cell.strip() for cell in record)
+            if len(record) != width and filled:
+                if len(record) > width:
+                    empty_extra = not any(cell.strip() for cell in record[width:])
+                    message = (f"{len(record)} fields where the header has {width} (extra field after the last "
+                               "column" + ("; an empty one: remove the trailing comma" if empty_extra else "") + ")")
+                    column = header[-1] or None
+                else:
+                    message = f"{len(record)} fields where the header has {width} (nothing from this column on)"
+                    column = header[len(record)] or None
+                raise RawFileError(path, message, row=row_number, column=column)
+            if filled and record[-1].strip():
+                every_row_ends_empty = False
+            rows = row_number
+    finally:
+        csv.field_size_limit(previous_limit)
+    if last_empty:
+        if every_row_ends_empty and rows:
+            raise RawFileError(path, "every line ends with a comma (an empty last column); remove the trailing "
+                               "commas or re-export the file")
+        raise _empty_name(path, header, width - 1)
+    # The shape is sound: polars reads the values (fast, columnar). It keeps blank lines as
+    # rows of nulls, so its rows are the records counted above; it needs \n line ends.
+    if "\n" not in text:
+        text = text.replace("\r", "\n")
+    frame = pl.read_csv(text.encode("utf-8"), infer_schema=False, has_header=True)
+    if frame.height != rows:
+        raise RawFileError(path, f"read {frame.height} rows where the csv has {rows} records: "
+                           "re-export the file with standard quoting")
+    return frame
+
+
+def _empty_name(path: Path, header: list[str], index: int) -> RawFileError:
+    after = header[index - 1] if index else None
+    where = f"after column {after!r}" if after else "first column"
+    return RawFileError(path, f"the header has an empty column name ({where}, position {index + 1}); "
+                        "name the column or delete it")
+
+
+def _check_header_names(path: Path, header: list[str]) -> None:
+    """An empty header name (but the last: see `parse_csv`) or a repeated name is refused."""
     seen: dict[str, str] = {}
-    for name in header:
-        key = name.strip().lower().lstrip("\ufeff")
+    for index, name in enumerate(header):
+        key = name.strip().lower()
+        if not key:
+            if index == len(header) - 1:
+                continue
+            raise _empty_name(path, header, index)
         if key in seen:
             raise RawFileError(path, f"the header names {key!r} twice ({seen[key]!r} and {name!r})", column=name)
         seen[key] = name
-    for row_number, record in enumerate(reader, start=1):
-        if len(record) != width and any(cell.strip() for cell in record):
-            if len(record) > width:
-                message = f"{len(record)} fields where the header has {width} (extra field after the last column)"
-                column = header[-1]
-            else:
-                message = f"{len(record)} fields where the header has {width} (nothing from this column on)"
-                column = header[len(record)]
-            raise RawFileError(path, message, row=row_number, column=column)
 
 
-def _read_excel(path: Path) -> tuple[pl.DataFrame, None, dict]:
+def _read_excel(path: Path) -> tuple[pl.DataFrame, None, dict, list[ReadNote]]:
     try:
         frame = pl.read_excel(path, infer_schema_length=0)
     except Exception as exc:  # fastexcel raises its own types
-        raise RawFileError(path, f"not a readable xlsx workbook ({exc})") from None
+        raise RawFileError(path, f"not a readable xlsx workbook ({_first_line(exc)})") from None
     # Date cells come back as "YYYY-MM-DD 00:00:00": keep the date as data entry typed it.
     frame = frame.with_columns(pl.all().str.replace(r"^(\d{4}-\d{2}-\d{2})[ T]00:00:00(\.0+)?$", "${1}"))
-    return frame, None, {}
+    return frame, None, {}, []
 
 
-def _read_stat(path: Path, kind: str) -> tuple[pl.DataFrame, str | None, dict]:
+def _read_stat(path: Path, kind: str) -> tuple[pl.DataFrame, str | None, dict, list[ReadNote]]:
     import pyreadstat
 
     reader = pyreadstat.read_sav if kind == "sav" else pyreadstat.read_dta
     try:
-        # user_missing: SPSS files often declare -9/-8/-7 as user-missing values; read them as
-        # the codes they are, so their reasons (refused, don't know, not applicable) survive.
-        pdf, meta = reader(str(path), apply_value_formats=False, user_missing=kind == "sav")
+        # user_missing: SPSS files often declare -9/-8/-7 as user-missing values, Stata files
+        # use extended missing values .a-.z: read them as what they are, so their reasons
+        # (refused, don't know, not applicable) survive (see `map_declared_missing`).
+        pdf, meta = reader(str(path), apply_value_formats=False, user_missing=True)
     except Exception as exc:  # pyreadstat.ReadstatError and friends
-        raise RawFileError(path, f"not a readable {kind} file ({exc})") from None
+        raise RawFileError(path, f"not a readable {kind} file ({_first_line(exc)})") from None
     columns = {}
     for name in pdf.columns:
         columns[name] = [_cell_text(v) for v in pdf[name].tolist()]
@@ -216,16 +399,106 @@ def _read_stat(path: Path, kind: str) -> tuple[pl.DataFrame, str | None, dict]:
         var: {str(_cell_text(code)): label for code, label in mapping.items()}
         for var, mapping in (meta.variable_value_labels or {}).items()
     }
+    declared = _declared_missing(meta, kind)
+    columns, notes = map_declared_missing(path.name, columns, declared, labels, kind)
     encoding = getattr(meta, "file_encoding", None)
-    return pl.DataFrame(columns, schema={c: pl.String for c in columns}), encoding, labels
+    return pl.DataFrame(columns, schema={c: pl.String for c in columns}), encoding, labels, notes
 
 
-def _read_parquet(path: Path) -> tuple[pl.DataFrame, None, dict]:
+def _declared_missing(meta, kind: str) -> dict[str, set[str]]:
+    """Per variable, the cell texts the file declares missing (SPSS user-missing values and
+    ranges' end points; every Stata extended missing letter)."""
+    out: dict[str, set[str]] = {}
+    if kind == "dta":
+        return out  # every one-letter cell of a numeric Stata column is an extended missing value
+    for var, values in (getattr(meta, "missing_user_values", None) or {}).items():
+        out.setdefault(var, set()).update(str(_cell_text(v)) for v in values)
+    for var, ranges in (getattr(meta, "missing_ranges", None) or {}).items():
+        for r in ranges:
+            low, high = r.get("lo"), r.get("hi")
+            if low == high:
+                out.setdefault(var, set()).add(str(_cell_text(low)))
+            elif isinstance(low, (int, float)) and isinstance(high, (int, float)) and high - low <= 100:
+                out.setdefault(var, set()).update(str(v) for v in range(math.ceil(low), math.floor(high) + 1))
+    return out
+
+
+def special_code_for_label(label: str | None) -> int | None:
+    """The instrument's special code a value label names (refused / don't know / not applicable,
+    in English or Chinese as the codebook writes them), else None."""
+    if not label:
+        return None
+    text = label.strip().lower()
+    for special in load_codebook().special_codes:
+        name = special.reason.replace("_", " ")
+        if text in {special.reason, name, special.en.lower(), special.zh} or special.zh in label:
+            return special.code
+    if "refus" in text or "no answer" in text:
+        return -9
+    if "know" in text:
+        return -8
+    if "applicable" in text or text in {"n/a", "na", "skip", "skipped"}:
+        return -7
+    return None
+
+
+def map_declared_missing(file: str, columns: dict[str, list], declared: dict[str, set[str]],
+                         labels: dict[str, dict[str, str]], kind: str) -> tuple[dict[str, list], list[ReadNote]]:
+    """Stata extended missing values and SPSS user-missing values that are not the
+    instrument's special codes, mapped to them by their value label (Stata's unlabelled
+    .a/.b/.c by `STATA_DEFAULT_MISSING`); each mapping is a note. Unmapped ones are kept
+    as `.x` (Stata) or the code (SPSS), and staging reports them as unreadable or out of range."""
+    book = load_codebook()
+    special = {str(c.code) for c in book.special_codes}
+    numeric = {v.name for v in book.file_variables("questionnaires") if v.is_numeric} | {
+        v.name for v in book.file_variables("distribution") if v.is_numeric}
+    notes = []
+    out = {}
+    for name, values in columns.items():
+        var_labels = labels.get(name, {})
+        is_numeric = name.strip().lower() in numeric
+        new = []
+        for row, value in enumerate(values, start=1):
+            if value is None:
+                new.append(value)
+                continue
+            if kind == "dta" and is_numeric and len(value) == 1 and value.isalpha() and value.islower():
+                code = special_code_for_label(var_labels.get(value))
+                how = f"labelled {var_labels[value]!r}" if code is not None else ""
+                if code is None and value in STATA_DEFAULT_MISSING:
+                    code, how = STATA_DEFAULT_MISSING[value], "unlabelled, by the .a/.b/.c convention"
+                read_as = str(code) if code is not None else f".{value}"
+                notes.append(ReadNote(file, row, name, "stata_extended_missing", f".{value}", read_as,
+                                      f"Stata extended missing .{value} {how}".strip()
+                                      if code is not None else f"Stata extended missing .{value} has no label "
+                                      "naming a special code: left unreadable"))
+                new.append(read_as)
+            elif kind == "sav" and value in declared.get(name, ()) and value not in special:
+                code = special_code_for_label(var_labels.get(value))
+                if code is not None:
+                    notes.append(ReadNote(file, row, name, "spss_user_missing", value, str(code),
+                                          f"SPSS user-missing {value} labelled {var_labels[value]!r}"))
+                    new.append(str(code))
+                else:
+                    new.append(value)
+            else:
+                new.append(value)
+        out[name] = new
+    return out, notes
+
+
+def _read_parquet(path: Path) -> tuple[pl.DataFrame, None, dict, list[ReadNote]]:
     try:
         frame = pl.read_parquet(path)
     except Exception as exc:
-        raise RawFileError(path, f"not a readable parquet file ({exc})") from None
-    return _frame_as_text(frame), None, {}
+        raise RawFileError(path, f"not a readable parquet file ({_first_line(exc)})") from None
+    return _frame_as_text(frame), None, {}, []
+
+
+def _first_line(exc: Exception) -> str:
+    """A library's error as one short line (no file content beyond `CELL_SHOWN`*2 characters)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 2 * CELL_SHOWN else text[:2 * CELL_SHOWN] + "..."
 
 
 def _frame_as_text(frame: pl.DataFrame) -> pl.DataFrame:
@@ -294,25 +567,40 @@ def match_columns(path: Path, frame: pl.DataFrame, role: str) -> tuple[pl.DataFr
     return renamed.select([*expected, *extras]), extras
 
 
-def read_raw_file(path: Path, role: str) -> LoadedFile:
-    """Read one raw file of a wave (`role` = questionnaires or distribution)."""
+def read_raw_file(path: Path, role: str, folder: Path | None = None) -> LoadedFile:
+    """Read one raw file of a wave (`role` = questionnaires or distribution); `folder` (default:
+    the file's own folder) is where the file must live (`check_regular_file`)."""
     ext = path.suffix.lower().lstrip(".")
     if ext not in READERS:
         raise RawFileError(path, f"unsupported format .{ext}")
-    frame, encoding, labels = READERS[ext](path)
+    target = check_regular_file(path, folder or path.parent)
+    frame, encoding, labels, notes = READERS[ext](path)
+    notes = list(notes)
+    if target is not None:
+        notes.append(ReadNote(path.name, None, None, "symlink", path.name, str(target.relative_to(
+            (folder or path.parent).resolve())), "a symbolic link to a file inside the wave folder: read its target"))
     if frame.width == 0:
         raise RawFileError(path, "the file has no columns")
-    frame = frame.with_columns(pl.all().cast(pl.String).str.strip_chars())
+    frame = frame.with_columns(pl.all().cast(pl.String))
+    _refuse_nul_cells(path, frame)
+    frame, extras = match_columns(path, frame, role)
+    frame, nfkc_notes = normalise_width(path.name, frame, role)
+    notes += nfkc_notes
+    frame = frame.with_columns(pl.all().str.strip_chars())
     frame = frame.with_columns(
         [pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c) for c in frame.columns]
     )
-    frame, extras = match_columns(path, frame, role)
+    if "qid" in frame.columns:
+        frame, qid_notes = unify_qid_variants(path.name, frame)
+        notes += qid_notes
     # Row numbers count every data row of the file; rows with no value at all (blank lines,
     # an Excel export's trailing commas) carry nothing and are not keyed questionnaires.
     frame = (
         frame.with_row_index(ROW_COLUMN, offset=1).with_columns(pl.col(ROW_COLUMN).cast(pl.Int64))
         .filter(~pl.all_horizontal(pl.exclude(ROW_COLUMN).is_null()))
     )
+    if frame.height == 0:
+        raise RawFileError(path, f"the file has a header but no {role} rows; deliver the data")
     return LoadedFile(
         name=role,
         path=path,
@@ -323,4 +611,62 @@ def read_raw_file(path: Path, role: str) -> LoadedFile:
         size_bytes=path.stat().st_size,
         extra_columns=extras,
         value_labels=labels,
+        notes=tuple(notes),
     )
+
+
+def _refuse_nul_cells(path: Path, frame: pl.DataFrame) -> None:
+    """A NUL character in any cell (binary formats can store one) is refused by row and column."""
+    for name in frame.columns:
+        hits = frame.select(pl.col(name).str.contains("\x00", literal=True).arg_true()).to_series()
+        if hits.len():
+            raise RawFileError(path, "a NUL byte is inside the cell; remove it and re-export",
+                               row=int(hits[0]) + 1, column=name)
+
+
+def width_normalised_columns(role: str) -> list[str]:
+    """The columns whose values are NFKC-normalised: every non-personal codebook column of the
+    role but free-text names (personal data and school names stay exactly as delivered)."""
+    return [v.name for v in load_codebook().file_variables(role)
+            if not v.personal and (v.kind != "text" or v.name.endswith("id"))]
+
+
+def normalise_width(file: str, frame: pl.DataFrame, role: str) -> tuple[pl.DataFrame, list[ReadNote]]:
+    """NFKC-normalise the cells of `width_normalised_columns`: full-width digits, signs and
+    letters and the ideographic space become their ASCII forms (`３` -> `3`, `－9` -> `-9`).
+    Only cells with a non-ASCII character are looked at; each changed cell is a note."""
+    notes, updates = [], []
+    for name in width_normalised_columns(role):
+        rows = frame.select(pl.col(name).str.contains(r"[^\x00-\x7F]").fill_null(False).arg_true()).to_series()
+        if not rows.len():
+            continue
+        values = frame[name].to_list()
+        for index in rows.to_list():
+            before = values[index]
+            after = unicodedata.normalize("NFKC", before)
+            if after != before:
+                values[index] = after
+                notes.append(ReadNote(file, index + 1, name, "nfkc", before[:CELL_SHOWN], after[:CELL_SHOWN],
+                                      "full-width or compatibility characters normalised (NFKC)"))
+        updates.append(pl.Series(name, values, dtype=pl.String))
+    return (frame.with_columns(updates) if updates else frame), notes
+
+
+def unify_qid_variants(file: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[ReadNote]]:
+    """qids that differ only in case (surrounding spaces are already gone) are one
+    questionnaire: each variant is rewritten to the first spelling in the file, and noted."""
+    qids = frame["qid"].to_list()
+    first: dict[str, str] = {}
+    notes = []
+    changed = False
+    for index, qid in enumerate(qids):
+        if qid is None:
+            continue
+        key = qid.casefold()
+        kept = first.setdefault(key, qid)
+        if kept != qid:
+            notes.append(ReadNote(file, index + 1, "qid", "qid_variant", qid[:CELL_SHOWN], kept[:CELL_SHOWN],
+                                  f"qid {shown(qid)} differs from {shown(kept)} only in case: the same questionnaire"))
+            qids[index] = kept
+            changed = True
+    return (frame.with_columns(pl.Series("qid", qids, dtype=pl.String)) if changed else frame), notes

@@ -33,7 +33,13 @@ from lbc_pipeline.lib.marts.tables import (
     term_label,
 )
 
-SYNTHETIC_BANNER = "SYNTHETIC reference wave, calibrated to the published tables; not the study's data"
+SYNTHETIC_BANNER = "SYNTHETIC data; not the study's data"
+
+
+def synthetic_banner(description: str) -> str:
+    """The banner of a synthetic wave: its manifest's own description (the generator writes
+    what the wave is, calibrated or not), else the generic `SYNTHETIC_BANNER`."""
+    return description.strip() or SYNTHETIC_BANNER
 REPORT_TITLE = "Children left behind by migrating parents: replication of Wang (2023)"
 
 REPORT_CSS = (
@@ -76,6 +82,7 @@ class ReportContext:
     # (anchor, title, html) sections appended after the hypotheses, e.g. the figures and
     # sensitivity analyses built by lib/render/sensitivity_sections.py; html is trusted.
     extra_sections: tuple[tuple[str, str, str], ...] = ()
+    description: str = ""  # the manifest's description: the synthetic banner's text
 
 
 def esc(value: object) -> str:
@@ -177,7 +184,7 @@ def render_html_report(context: ReportContext) -> str:
         f"<h1>{esc(REPORT_TITLE)}</h1>",
     ]
     if context.synthetic:
-        parts.append(f'<div class="banner" role="alert" id="synthetic-banner">{esc(SYNTHETIC_BANNER)}</div>')
+        parts.append(f'<div class="banner" role="alert" id="synthetic-banner">{esc(synthetic_banner(context.description))}</div>')
     provenance = f"Wave {wave}"
     if context.package_version:
         provenance += f"; lbc_pipeline {context.package_version}"

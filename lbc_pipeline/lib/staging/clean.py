@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from lbc_pipeline.codebook import load_codebook
-from lbc_pipeline.lib.raw.reading import ROW_COLUMN, RawFileError
+from lbc_pipeline.lib.raw.reading import ROW_COLUMN, RawFileError, shown
 
 DATE_FORMAT = "%Y-%m-%d"
 
@@ -248,7 +248,7 @@ def clean_distribution(raw: pl.DataFrame, wave: str, file_name: str) -> pl.DataF
             number = _to_int(value)
             if number is None or (allowed is not None and number not in allowed):
                 raise RawFileError(
-                    file_name, f"{value!r} is not a valid {var.name} ({var.en})", row=row, column=var.name
+                    file_name, f"{shown(value)} is not a valid {var.name} ({var.en})", row=row, column=var.name
                 )
             parsed.append(number)
         out[var.name] = parsed
@@ -263,7 +263,7 @@ def clean_distribution(raw: pl.DataFrame, wave: str, file_name: str) -> pl.DataF
     if doubled.height:
         school = doubled["school_id"][0]
         rows = doubled.filter(pl.col("school_id") == school)["__row"].to_list()
-        raise RawFileError(file_name, f"school_id {school!r} is listed more than once (rows {', '.join(map(str, rows))})",
+        raise RawFileError(file_name, f"school_id {shown(school)} is listed more than once (rows {', '.join(map(str, rows))})",
                            row=rows[1],
                            column="school_id")
     return schema_for("staging.distribution").validate(frame)

@@ -176,15 +176,73 @@ def test_factor_score_equals_closed_form_for_three_items():
     assert solution.degrees_of_freedom == 0
 
 
-def test_the_factor_fit_is_identical_on_refit():
-    # the ML factor fit starts from random values: seeded, the teacher_attitude scores (and every
-    # model and imputation downstream) are the same in every run, to the last bit
-    from lbc_pipeline.lib.analysis.derive import fit_one_factor
+ITEMS = ("ht_ask_life", "ht_talk_guardian", "ht_praise")
 
-    rng = np.random.default_rng(8)
-    trait = rng.normal(size=300)
-    values = np.column_stack([np.clip(np.round(2.5 + 0.8 * trait + rng.normal(scale=0.7, size=300)), 1, 4)
-                              for _ in range(3)])
-    first = fit_one_factor(values, ("a", "b", "c"))
-    again = fit_one_factor(values, ("a", "b", "c"))
-    assert np.array_equal(first.loadings, again.loadings) and np.array_equal(first.weights, again.weights)
+
+def _items(seed: int, n: int = 400) -> np.ndarray:
+    return pl.DataFrame(varied_rows(n, seed=seed)).select(
+        [pl.col(c).cast(pl.Int64) for c in ITEMS]).to_numpy().astype(float)
+
+
+@pytest.mark.parametrize("seed", [3, 11, 29])
+def test_closed_form_factor_equals_statsmodels_maximum_likelihood(seed):
+    # independent computation: statsmodels' iterative ML fit (random starts, 1e-7 tolerance)
+    from statsmodels.multivariate.factor import Factor
+
+    values = _items(seed)
+    solution = fit_one_factor(values, ITEMS)
+    fitted = Factor(values, n_factor=1, method="ml").fit()
+    ml = np.asarray(fitted.loadings).ravel()
+    ml = -ml if ml.sum() < 0 else ml
+    assert solution.method == "closed_form"
+    np.testing.assert_allclose(solution.loadings, ml, atol=1e-5)
+    np.testing.assert_allclose(solution.uniqueness, np.asarray(fitted.uniqueness).ravel(), atol=1e-5)
+    # the loadings reproduce every off-diagonal correlation exactly (zero degrees of freedom)
+    r = np.corrcoef(values, rowvar=False)
+    np.testing.assert_allclose(np.outer(solution.loadings, solution.loadings)[np.triu_indices(3, 1)],
+                               r[np.triu_indices(3, 1)], atol=1e-12)
+
+
+def test_two_factor_fits_are_bit_identical():
+    values = _items(5)
+    first, second = fit_one_factor(values, ITEMS), fit_one_factor(values.copy(), ITEMS)
+    assert first.loadings.tobytes() == second.loadings.tobytes()
+    assert first.weights.tobytes() == second.weights.tobytes()
+    assert first.score(values).tobytes() == second.score(values).tobytes()
+
+
+def test_heywood_case_makes_the_dominant_item_the_factor():
+    # hand-made correlations r12=.8, r13=.8, r23=.5: l1^2 = .8*.8/.5 = 1.28 > 1 (Heywood)
+    rng = np.random.default_rng(0)
+    corr = np.array([[1, .8, .8], [.8, 1, .5], [.8, .5, 1]])
+    values = rng.multivariate_normal(np.zeros(3), corr, size=5000, method="cholesky")
+    solution = fit_one_factor(values, ITEMS)
+    r = np.corrcoef(values, rowvar=False)
+    assert solution.method == "closed_form_heywood:0"
+    np.testing.assert_allclose(solution.loadings, [1.0, r[0, 1], r[0, 2]])
+    assert solution.uniqueness[0] == 0.0
+    z0 = (values[:, 0] - values[:, 0].mean()) / values[:, 0].std(ddof=1)
+    np.testing.assert_allclose(solution.score(values), z0, atol=1e-12)
+
+
+@pytest.mark.parametrize("corr, message", [
+    # one negative correlation among positive ones: product < 0, no single factor
+    ([[1, .5, .5], [.5, 1, -.4], [.5, -.4, 1]], "product is not positive"),
+])
+def test_factor_refuses_signs_no_factor_can_produce(corr, message):
+    from lbc_pipeline.lib.analysis.derive import FactorError
+
+    values = np.random.default_rng(1).multivariate_normal(np.zeros(3), np.array(corr), size=3000)
+    with pytest.raises(FactorError, match=message):
+        fit_one_factor(values, ITEMS)
+
+
+@pytest.mark.parametrize("values, message", [
+    (np.ones((2, 3)), "too few"),                                     # 2 rows < p + 2
+    (np.column_stack([np.ones(10), np.arange(10), np.arange(10) % 3]), "no variance"),  # constant item
+])
+def test_factor_refuses_degenerate_samples(values, message):
+    from lbc_pipeline.lib.analysis.derive import FactorError
+
+    with pytest.raises(FactorError, match=message):
+        fit_one_factor(values.astype(float), ITEMS)

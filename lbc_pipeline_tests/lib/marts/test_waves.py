@@ -348,3 +348,16 @@ def test_drift_check_passes_with_one_wave(reference_wave):
     outcome = waves.check_drift(waves.compare_waves(sample, coefficients))
     assert outcome.passed and outcome.severity == WARN
     assert outcome.metadata["flagged"] == [] and outcome.metadata["waves"] == ["2019"]
+
+
+@pytest.mark.parametrize("order, previous_of", [
+    (None, {"2019": None, "2021": "2019"}),             # no order given: ids as text
+    (["2019", "2021"], {"2019": None, "2021": "2019"}),  # survey order = text order
+    (["2021", "2019"], {"2021": None, "2019": "2021"}),  # "2021" surveyed first: it is 2019's previous
+])
+def test_previous_wave_follows_the_survey_order(order, previous_of):
+    coefficients = pl.DataFrame(coefficient_rows("2019", 2.0, 0.6) + coefficient_rows("2021", 1.0, 0.8))
+    comparison = waves.compare_waves(hand_made_waves(), coefficients, order)
+    got = dict(comparison.select("wave", "previous_wave").unique().iter_rows())
+    assert got == previous_of
+    assert waves.wave_ids(pl.DataFrame({"wave": ["zz", "2019", "2021"]}), order) == (order or ["2019", "2021"]) + ["zz"]

@@ -213,7 +213,7 @@ def test_a_project_written_by_hand_is_read(tmp_path: Path) -> None:
     assert frames["interviews"].select("interview_id", "consent").row(0) == ("I1", "child_and_guardian")
 
 
-def test_a_changed_interview_file_changes_the_delivery_fingerprint(tmp_path: Path) -> None:
+def test_a_changed_interview_file_changes_the_delivery_fingerprint(tmp_path: Path, data_env) -> None:
     """The sensor loads a wave again when its fingerprint changes: interviews count."""
     from lbc_pipeline.lib.raw.loading import inspect_delivery
     from lbc_pipeline_tests.lib.qualitative.conftest import REFERENCE

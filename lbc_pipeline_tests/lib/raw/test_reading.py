@@ -142,7 +142,7 @@ def test_without_manifest_the_folder_names_the_wave(tmp_path):
 def test_a_broken_manifest_is_a_clear_error(tmp_path):
     folder = write_wave(tmp_path / "2023", rows())
     (folder / "wave.yaml").write_text("wave: '2023'\nfieldwork: {start: 2020-06-30, end: 2019-11-01}\n")
-    with pytest.raises(RawFileError, match=r"wave.yaml: .*starts 2020-06-30 after it ends"):
+    with pytest.raises(RawFileError, match=r"wave.yaml: key fieldwork.end: 2019-11-01 is before fieldwork.start 2020-06-30"):
         load_folder(folder)
 
 
