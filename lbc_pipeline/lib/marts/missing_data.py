@@ -153,6 +153,17 @@ def _with_const(Z: np.ndarray) -> np.ndarray:
     return np.column_stack([Z, np.ones(len(Z))])
 
 
+def _covariance_root(cov: np.ndarray) -> np.ndarray:
+    """A square root of a covariance matrix: its Cholesky factor, or, when collinear predictors
+    (a small wave, a constant column) leave it only semi-definite, the eigen root with the
+    negative rounding-error eigenvalues set to 0."""
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        values, vectors = np.linalg.eigh((cov + cov.T) / 2)
+        return vectors * np.sqrt(np.clip(values, 0.0, None))
+
+
 def pmm_draw(y_obs: np.ndarray, Z_obs: np.ndarray, Z_mis: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Predictive mean matching: a posterior draw of the coefficients, then for each missing
     row a random one of the PMM_DONORS observed rows with the closest predicted mean."""
@@ -162,8 +173,7 @@ def pmm_draw(y_obs: np.ndarray, Z_obs: np.ndarray, Z_mis: np.ndarray, rng: np.ra
     resid = y_obs - X @ beta
     df = max(len(y_obs) - X.shape[1], 1)
     sigma2 = resid @ resid / rng.chisquare(df)
-    chol = np.linalg.cholesky(sigma2 * xtx_inv + 1e-12 * np.eye(X.shape[1]))
-    beta_star = beta + chol @ rng.standard_normal(X.shape[1])
+    beta_star = beta + _covariance_root(sigma2 * xtx_inv + 1e-12 * np.eye(X.shape[1])) @ rng.standard_normal(X.shape[1])
     yhat_obs, yhat_mis = X @ beta, Xm @ beta_star
     distance = np.abs(yhat_mis[:, None] - yhat_obs[None, :])
     k = min(PMM_DONORS, len(y_obs))

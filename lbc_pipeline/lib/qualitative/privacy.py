@@ -57,8 +57,13 @@ def text_values(con: duckdb.DuckDBPyConnection, interview_tables_only: bool = Fa
     return out
 
 
+# Embedded images (base64 data URIs) are binary, not text anyone reads; their letters can
+# form a short name between '+' and '/', so they are left out of the search.
+DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")
+
+
 def find_leaks(texts: dict[str, Iterable[str]], names: Iterable[str]) -> list[tuple[str, str]]:
-    """(where, name) for every name found inside a text."""
+    """(where, name) for every name found inside a text (embedded images left out)."""
     names = sorted({n for n in names if n and len(n) >= MIN_ENTRY_LENGTH}, key=lambda n: (-len(n), n))
     if not names:
         return []
@@ -68,6 +73,6 @@ def find_leaks(texts: dict[str, Iterable[str]], names: Iterable[str]) -> list[tu
     leaks = set()
     for where, values in texts.items():
         for value in values:
-            for match in pattern.finditer(value or ""):
+            for match in pattern.finditer(DATA_URI.sub(" ", value or "")):
                 leaks.add((where, match.group(0)))
     return sorted(leaks)

@@ -114,3 +114,18 @@ def test_mi_contract_refuses_a_non_positive_standard_error():
 def test_mcar_test_on_complete_data_has_nothing_to_test():
     result = md.little_mcar_test(np.random.default_rng(4).normal(size=(30, 3)))
     assert (result.statistic, result.df, result.p_value, result.n_patterns) == (0.0, 0, 1.0, 1)
+
+
+def test_covariance_root_falls_back_on_a_semidefinite_matrix():
+    # full rank: the Cholesky factor (the draws of a normal wave are unchanged)
+    from lbc_pipeline.lib.marts.missing_data import _covariance_root
+
+    full = np.array([[2.0, 0.5], [0.5, 1.0]])
+    assert np.allclose(_covariance_root(full), np.linalg.cholesky(full))
+    # collinear predictors: rank 1 with a rounding-error negative eigenvalue; root still reproduces it
+    v = np.array([1.0, 2.0])
+    semi = np.outer(v, v) - 1e-14 * np.eye(2)
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.cholesky(semi)
+    root = _covariance_root(semi)
+    assert np.allclose(root @ root.T, np.outer(v, v), atol=1e-10)
