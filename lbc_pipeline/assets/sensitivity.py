@@ -5,33 +5,33 @@ from dagster import AssetDep, AssetExecutionContext, AssetSpec, MaterializeResul
 from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets import wave_partitions
-from lbc_pipeline.assets._common import table_metadata
+from lbc_pipeline.assets._common import materialized, table_spec
 from lbc_pipeline.config import reports_dir
-from lbc_pipeline.lib.contracts import schema_for
 from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
 from lbc_pipeline.lib.marts import missing_data, moderation, robustness, sensitivity
 from lbc_pipeline.lib.render import figure_files
 
 GROUP = "marts"  # the group is the key prefix (a test checks); the module groups the sensitivity marts
-SAMPLE = AssetDep(["analysis", "analytic_sample"])
-SOURCES = [AssetDep(["analysis", "measures"]), AssetDep(["staging", "questionnaires"])]
+SAMPLE = "analysis.analytic_sample"
+SOURCES = ["analysis.measures", "staging.questionnaires"]
+_CODE = ("lib/marts", "lib/render", "assets/sensitivity.py")
+_KINDS = ["duckdb", "statsmodels", "numpy"]
 FIGURES_SHOWN_IN_UI = ("sample_flow", "interaction_model1", "jn_model1")
 
 
-def _spec(table: str, deps: list) -> AssetSpec:
-    """A mart's asset spec; its description is the grain of the table's contract."""
-    return AssetSpec(table.split("."), deps=deps, group_name=GROUP, description=schema_for(table).description)
+def _spec(table: str, deps: list[str]) -> AssetSpec:
+    """A sensitivity mart's asset spec, built from its contract like every table asset."""
+    return table_spec(table, deps=deps, kinds=_KINDS, code=_CODE)
 
 
 def _write(context: AssetExecutionContext, duckdb: DuckDBResource, marts: dict):
     with duckdb.get_connection() as con:
         replace_wave(con, marts, context.partition_key)
     for table, frame in marts.items():
-        yield MaterializeResult(asset_key=table.split("."), metadata=table_metadata(frame, table))
+        yield materialized(table, frame)
 
 
-@multi_asset(specs=[_spec("marts.simple_slopes", [SAMPLE]), _spec("marts.johnson_neyman", [SAMPLE])],
-             partitions_def=wave_partitions)
+@multi_asset(specs=[_spec("marts.simple_slopes", [SAMPLE]), _spec("marts.johnson_neyman", [SAMPLE])])
 def explain_moderation(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Simple slopes and Johnson-Neyman regions of the six Table 4 models."""
     wave = context.partition_key
@@ -43,7 +43,7 @@ def explain_moderation(context: AssetExecutionContext, duckdb: DuckDBResource):
 
 @multi_asset(
     specs=[AssetSpec(["marts", "figures"], group_name=GROUP, deps=[
-        SAMPLE, AssetDep(["analysis", "sample_flow"]), AssetDep(["analysis", "sample_flow_reasons"]),
+        AssetDep(SAMPLE.split(".")), AssetDep(["analysis", "sample_flow"]), AssetDep(["analysis", "sample_flow_reasons"]),
         AssetDep(["marts", "model_coefficients"]), AssetDep(["marts", "johnson_neyman"])],
         description="SVG and PNG figures under data/reports/<wave>/figures/: interaction, Johnson-Neyman and "
                     "coefficient plots, the sample flow, depression by group.")],
@@ -69,8 +69,7 @@ def draw_figures(context: AssetExecutionContext, duckdb: DuckDBResource):
     yield MaterializeResult(asset_key=["marts", "figures"], metadata=metadata)
 
 
-@multi_asset(specs=[_spec("marts.cluster_sensitivity", SOURCES + [SAMPLE]), _spec("marts.multilevel_icc", SOURCES + [SAMPLE])],
-             partitions_def=wave_partitions)
+@multi_asset(specs=[_spec("marts.cluster_sensitivity", SOURCES + [SAMPLE]), _spec("marts.multilevel_icc", SOURCES + [SAMPLE])])
 def test_clustering(context: AssetExecutionContext, duckdb: DuckDBResource):
     """School fixed effects, wild cluster bootstrap (Rademacher, Webb) and a class random intercept."""
     wave = context.partition_key
@@ -81,8 +80,7 @@ def test_clustering(context: AssetExecutionContext, duckdb: DuckDBResource):
     yield from _write(context, duckdb, {"marts.cluster_sensitivity": cluster, "marts.multilevel_icc": icc})
 
 
-@multi_asset(specs=[_spec("marts.mcar_test", SOURCES), _spec("marts.mi_coefficients", SOURCES + [SAMPLE])],
-             partitions_def=wave_partitions)
+@multi_asset(specs=[_spec("marts.mcar_test", SOURCES), _spec("marts.mi_coefficients", SOURCES + [SAMPLE])])
 def handle_missing_data(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Little's MCAR test and the models after multiple imputation (Rubin's rules)."""
     wave = context.partition_key
@@ -93,10 +91,8 @@ def handle_missing_data(context: AssetExecutionContext, duckdb: DuckDBResource):
     yield from _write(context, duckdb, {"marts.mcar_test": mcar, "marts.mi_coefficients": mi})
 
 
-@multi_asset(specs=[_spec("marts.robustness", [AssetDep(["marts", "model_coefficients"]),
-                                               AssetDep(["marts", "cluster_sensitivity"]),
-                                               AssetDep(["marts", "mi_coefficients"])])],
-             partitions_def=wave_partitions)
+@multi_asset(specs=[_spec("marts.robustness", ["marts.model_coefficients", "marts.cluster_sensitivity",
+                                               "marts.mi_coefficients"])])
 def judge_robustness(context: AssetExecutionContext, duckdb: DuckDBResource):
     """The main effect and H1-H3 under every analysis: the robustness matrix."""
     wave = context.partition_key
@@ -105,6 +101,5 @@ def judge_robustness(context: AssetExecutionContext, duckdb: DuckDBResource):
                                               read_wave(con, "marts.cluster_sensitivity", wave),
                                               read_wave(con, "marts.mi_coefficients", wave), wave)
         replace_wave(con, {"marts.robustness": matrix}, wave)
-    metadata = table_metadata(matrix, "marts.robustness")
-    metadata["verdicts"] = MetadataValue.md("```\n" + "\n".join(robustness.robustness_lines(matrix)) + "\n```")
-    yield MaterializeResult(asset_key=["marts", "robustness"], metadata=metadata)
+    yield materialized("marts.robustness", matrix, verdicts=MetadataValue.md(
+        "```\n" + "\n".join(robustness.robustness_lines(matrix)) + "\n```"))
