@@ -81,34 +81,21 @@ def _job(defs, name: str, on_event, log_level: str | None):
 
 
 def _mark_orphaned_runs(instance) -> list[str]:
-    """Runs of this instance left STARTED by a killed `lbc run` (their process is gone):
-    marked failed so that the UI does not show them running forever."""
+    """Runs of this instance left STARTED by a killed process (`lbc run`, or a run worker the
+    daemon launched): marked failed so that the UI does not show them running forever."""
     from dagster import DagsterRunStatus, RunsFilter
+
+    from lbc_pipeline.run_launcher import worker_status, WorkerStatus
 
     marked = []
     for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED,
                                                                 DagsterRunStatus.STARTING])):
-        run = record.dagster_run
-        pid = run.tags.get(PID_TAG)
-        if pid is None or _alive(int(pid)):
+        health = worker_status(instance, record.dagster_run)
+        if health.status != WorkerStatus.FAILED:
             continue
-        instance.report_run_failed(run, f"the process (pid {pid}) running it ended without finishing "
-                                        "(killed); marked failed by the next lbc run")
-        marked.append(run.run_id)
+        instance.report_run_failed(record.dagster_run, f"{health.msg}; marked failed by the next lbc run")
+        marked.append(record.dagster_run.run_id)
     return marked
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-PID_TAG = "lbc/pid"
 
 
 def run_waves(waves: list[str] | None = None, log_level: str | None = None) -> RunSummary:
@@ -139,6 +126,7 @@ def run_waves(waves: list[str] | None = None, log_level: str | None = None) -> R
     from dagster import DagsterInstance
 
     from lbc_pipeline.definitions import defs
+    from lbc_pipeline.run_launcher import PID_TAG
 
     instance = DagsterInstance.get()
     for run_id in _mark_orphaned_runs(instance):

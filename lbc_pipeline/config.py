@@ -44,14 +44,22 @@ def duckdb_path() -> Path:
     return Path(os.environ.get("LBC_DUCKDB_PATH", data_dir() / "warehouse" / "lbc.duckdb"))
 
 
-def artifacts_dir(wave: str) -> Path:
-    """Fitted-model files of one wave."""
-    return data_dir() / "artifacts" / wave
+VERSIONS_DIR = ".versions"  # data/<kind>/.versions/<wave>/<run>: one run's files (lib/io/publish.py)
 
 
-def reports_dir(wave: str) -> Path:
-    """Publication tables and the HTML report of one wave."""
-    return data_dir() / "reports" / wave
+def artifacts_dir(wave: str, run: str | None = None) -> Path:
+    """Fitted-model files of one wave: the published version (a link to the live version
+    folder), or, with `run`, the folder that run writes before it publishes."""
+    return _files_dir("artifacts", wave, run)
+
+
+def reports_dir(wave: str, run: str | None = None) -> Path:
+    """Publication tables and the HTML report of one wave (published, or `run`'s own)."""
+    return _files_dir("reports", wave, run)
+
+
+def _files_dir(kind: str, wave: str, run: str | None) -> Path:
+    return data_dir() / kind / VERSIONS_DIR / wave / run if run else data_dir() / kind / wave
 
 
 def pseudonym_key_path() -> Path:

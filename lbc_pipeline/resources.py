@@ -6,12 +6,28 @@ from pathlib import Path
 import duckdb
 from dagster._utils.backoff import backoff
 from dagster_duckdb import DuckDBResource
-from dagster import ConfigurableResource
-from pydantic import Field
+from dagster import AssetKey, ConfigurableResource, InitResourceContext
+from pydantic import Field, PrivateAttr
 
 from lbc_pipeline.config import duckdb_path
 from lbc_pipeline.lib.quality.rules import QualitySettings
-from lbc_pipeline.lib.io.warehouse import exclusive_file_lock, lock_path
+from lbc_pipeline.lib.io.warehouse import exclusive_file_lock, lock_path, set_pending_run
+
+MAIN_JOB = "lbc_main_job"
+PUBLISH_KEY = AssetKey(["publish", "wave_versions"])
+
+
+def publishing_run(run) -> str | None:
+    """The run's id when it publishes a wave as a unit (the main job, or any selection that
+    includes the publish step): its wave tables are then written pending and its files into
+    a version folder of its own, until its publish step. None for other runs (a subset
+    materialised in the UI replaces just those assets' rows, in place)."""
+    if run is None:
+        return None
+    selection = run.asset_selection
+    if not selection:  # the whole job (an empty or absent selection)
+        return run.run_id if run.job_name == MAIN_JOB else None
+    return run.run_id if PUBLISH_KEY in selection else None
 
 
 class WarehouseResource(DuckDBResource):
@@ -29,6 +45,12 @@ class WarehouseResource(DuckDBResource):
 
     database: str = Field(default="", description="Path of the DuckDB file; empty = LBC_DUCKDB_PATH or data/warehouse/lbc.duckdb")
     lock_timeout_s: float = Field(default=1800.0, description="How long a step waits for another run's connection to end")
+    _pending_run: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        # In a run that publishes a wave, every connection writes and reads that run's
+        # pending rows (lib/io/publish.py): consumers never see a partial wave.
+        self._pending_run = publishing_run(context.run)
 
     @contextmanager
     def get_connection(self):
@@ -42,6 +64,8 @@ class WarehouseResource(DuckDBResource):
                 max_retries=10,
             )
             try:
+                if self._pending_run:
+                    set_pending_run(con, self._pending_run)
                 yield con
             finally:
                 con.close()

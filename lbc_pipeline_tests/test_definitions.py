@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 import lbc_pipeline
+from lbc_pipeline.resources import PUBLISH_KEY
 from lbc_pipeline.assets import qualitative
 from lbc_pipeline.definitions import defs
 from lbc_pipeline.jobs import CROSS_WAVE_KEYS
@@ -33,9 +34,18 @@ def test_every_asset_is_partitioned_by_wave_and_prefixed_by_its_schema():
             assert node.partitions_def is None, key  # cross-wave marts read every wave
             continue
         assert node.partitions_def is not None and node.partitions_def.name == "wave", key
-        assert key.path[0] in ("raw", "staging", "analysis", "marts"), key
+        assert key.path[0] in ("raw", "staging", "analysis", "marts", "publish"), key
         # the interview strand is one group across schemas (raw/staging/marts)
         assert node.group_name == ("qualitative" if key in INTERVIEW_KEYS else key.path[0]), key
+
+
+def test_the_publish_step_comes_after_every_other_asset_of_a_wave():
+    graph = defs.resolve_asset_graph()
+    wave_keys = {k for k in graph.get_all_asset_keys()
+                 if graph.get(k).partitions_def is not None and k != PUBLISH_KEY}
+    assert set(graph.get(PUBLISH_KEY).parent_keys) == wave_keys
+    assert PUBLISH_KEY in defs.resolve_job_def("lbc_main_job").asset_layer.selected_asset_keys
+    assert PUBLISH_KEY not in defs.resolve_job_def("lbc_cross_wave_job").asset_layer.selected_asset_keys
 
 
 INTERVIEW_KEYS = {key for a in (qualitative.load_interviews, qualitative.stage_interviews, qualitative.summarise_interviews,

@@ -12,6 +12,7 @@ from lbc_pipeline.lib.io.warehouse import create_views, read_wave, replace_wave
 from lbc_pipeline.lib.marts import models, replication, tables
 from lbc_pipeline.lib.render import figure_files, report, sensitivity_sections
 from lbc_pipeline.study import load_study
+from lbc_pipeline.resources import publishing_run
 
 _SAMPLE = ["analysis.analytic_sample"]
 _FITS = ["marts.model_coefficients", "marts.model_fit"]
@@ -37,7 +38,7 @@ def fit_models(context: AssetExecutionContext, duckdb: DuckDBResource):
         sample = read_wave(con, "analysis.analytic_sample", wave)
     fitted = models.fit_every_model(sample, wave)
     coefficients, fit = models.model_frames(fitted, wave)
-    folder = artifacts_dir(wave)
+    folder = artifacts_dir(wave, publishing_run(context.run))
     folder.mkdir(parents=True, exist_ok=True)
     digest = models.sample_sha256(sample)
     for model in fitted:
@@ -122,7 +123,7 @@ def publish(context: AssetExecutionContext, duckdb: DuckDBResource):
             "analysis.sample_flow", "analysis.scale_reliability", "marts.table1", "marts.model_coefficients",
             "marts.model_fit", "marts.replication", "marts.hypotheses")}
         extra = sensitivity_sections.read_sensitivity_marts(con, wave)
-    folder = reports_dir(wave)
+    folder = reports_dir(wave, publishing_run(context.run))
     if "marts.publication_tables" in selected:
         study = load_study()
         built = {}

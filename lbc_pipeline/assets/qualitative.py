@@ -35,6 +35,7 @@ from lbc_pipeline.lib.qualitative.report import SECTION_KEY, interviews_section
 from lbc_pipeline.lib.raw.loading import record_rejection
 from lbc_pipeline.lib.raw.reading import RawFileError
 from lbc_pipeline.lib.render.report import with_section
+from lbc_pipeline.resources import publishing_run
 
 # Partitioned asset checks are a preview feature of the pinned Dagster release (as in checks.py).
 warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec")
@@ -99,7 +100,7 @@ def stage_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
     wave = context.partition_key
     with duckdb.get_connection() as con:
         raw = {t: read_wave(con, t, wave) for t in pipeline.RAW_TABLES[:3]}
-        names = [r[0] for r in con.execute("select distinct student_name from raw.questionnaires").fetchall()]
+        names = privacy.survey_names(con)
         distribution = read_wave(con, "raw.distribution", wave)
     staged = pipeline.stage(raw, names, distribution, read_manifest(wave_folder(wave)), wave)
     tables = staged.tables()
@@ -201,13 +202,13 @@ def report_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
                               frames["staging.interview_quarantine"], frames["marts.interview_code_frequencies"],
                               frames["staging.interview_codes"], frames["marts.triangulation"],
                               frames["marts.triangulation_examples"])
-    path = reports_dir(wave) / "report.html"
+    path = reports_dir(wave, publishing_run(context.run)) / "report.html"
     path.write_text(with_section(path.read_text(encoding="utf-8"), SECTION_KEY, body), encoding="utf-8")
     yield MaterializeResult(asset_key=["marts", "report_interviews"], metadata={
         "path": MetadataValue.path(str(path)), "section_bytes": len(body.encode("utf-8"))})
 
 
-@asset_check(asset=["marts", "report_interviews"], partitions_def=wave_partitions,
+@asset_check(asset=["marts", "report_interviews"], partitions_def=wave_partitions, blocking=True,
              description="ERROR when a raw name (interview registry, survey roll) appears in any table outside raw or in the "
              "HTML report, or a school's name in an interview table or the report's interview section.")
 def no_raw_names_outside_raw(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
@@ -216,7 +217,7 @@ def no_raw_names_outside_raw(context: AssetCheckExecutionContext, duckdb: DuckDB
         people, schools = privacy.raw_person_names(con), privacy.raw_school_names(con)
         texts = privacy.text_values(con)
         interview_texts = {k: v for k, v in texts.items() if k.split(".")[1].startswith(privacy.INTERVIEW_TABLE_PREFIXES)}
-    page = (reports_dir(wave) / "report.html").read_text(encoding="utf-8")
+    page = (reports_dir(wave, publishing_run(context.run)) / "report.html").read_text(encoding="utf-8")
     begin, end = f"<!-- section:{SECTION_KEY} -->", f"<!-- /section:{SECTION_KEY} -->"
     section_text = page[page.find(begin):page.find(end)] if begin in page else ""
     leaks = privacy.find_leaks({**texts, "report.html": [page]}, people)

@@ -6,7 +6,11 @@ from dagster import AssetExecutionContext, Failure, multi_asset
 from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets._common import materialized, selected_tables, table_spec
+from lbc_pipeline.config import data_dir
+from lbc_pipeline.assets.publish import runs_in_progress
+from lbc_pipeline.lib.io.publish import discard_stale
 from lbc_pipeline.lib.io.warehouse import replace_wave
+from lbc_pipeline.resources import publishing_run
 from lbc_pipeline.lib.raw.loading import load_wave_files, record_rejection
 from lbc_pipeline.lib.raw.reading import RawFileError
 
@@ -37,6 +41,9 @@ def load_raw_wave(context: AssetExecutionContext, duckdb: DuckDBResource):
     selected = selected_tables(context)
     tables = {t: f for t, f in wave_files.raw_tables(loaded_at).items() if t in selected}
     with duckdb.get_connection() as con:
+        if publishing_run(context.run):  # what failed or killed runs left pending is discarded
+            for stale in discard_stale(con, data_dir(), runs_in_progress(context)):
+                context.log.info(f"discarded the pending rows and files of unfinished run {stale}")
         replace_wave(con, tables, wave)
     for table, frame in tables.items():
         extra = {}

@@ -10,6 +10,7 @@ from lbc_pipeline.config import reports_dir
 from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
 from lbc_pipeline.lib.marts import missing_data, moderation, robustness, sensitivity
 from lbc_pipeline.lib.render import figure_files
+from lbc_pipeline.resources import publishing_run
 
 GROUP = "marts"  # the group is the key prefix (a test checks); the module groups the sensitivity marts
 SAMPLE = "analysis.analytic_sample"
@@ -57,7 +58,7 @@ def draw_figures(context: AssetExecutionContext, duckdb: DuckDBResource):
     with duckdb.get_connection() as con:
         frames = {t: read_wave(con, t, wave) for t in ("analysis.analytic_sample", "analysis.sample_flow",
                   "analysis.sample_flow_reasons", "marts.model_coefficients", "marts.johnson_neyman")}
-    folder = reports_dir(wave) / "figures"
+    folder = reports_dir(wave, publishing_run(context.run)) / "figures"
     written = figures.draw_wave_figures(
         frames["analysis.analytic_sample"], frames["marts.model_coefficients"], frames["analysis.sample_flow"],
         frames["analysis.sample_flow_reasons"], frames["marts.johnson_neyman"], folder)

@@ -35,7 +35,7 @@ def clean_wave(context: AssetExecutionContext, duckdb: DuckDBResource):
     with duckdb.get_connection() as con:
         raw_q = read_wave(con, "raw.questionnaires", wave)
         raw_d = read_wave(con, "raw.distribution", wave)
-        files = dict(con.execute("select role, file from raw.load_log where wave = ?", [wave]).fetchall())
+        files = dict(read_wave(con, "raw.load_log", wave).select("role", "file").iter_rows())
     try:
         cleaned = clean_questionnaires(_as_loaded(raw_q), wave, files.get("questionnaires", "questionnaires"))
         distribution = clean_distribution(_as_loaded(raw_d), wave, files.get("distribution", "distribution"))

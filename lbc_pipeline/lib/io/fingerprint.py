@@ -10,12 +10,14 @@ shortest decimal text, so one bit of difference changes the digest.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import duckdb
 
 # Columns that record a run's time or identity, not its results.
-RUN_COLUMNS = frozenset({"loaded_at", "rejected_at", "run_id", "built_at", "created_at", "started_at"})
+RUN_COLUMNS = frozenset({"loaded_at", "rejected_at", "run_id", "built_at", "created_at", "started_at",
+                         "published_at"})
 
 
 def table_digests(database: Path) -> dict[str, str]:
@@ -41,13 +43,24 @@ def table_digests(database: Path) -> dict[str, str]:
 
 
 def file_digests(folder: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every file under `folder` (empty when it does not exist)."""
+    """Relative path -> sha256 of every published file under `folder` (empty when it does not
+    exist): each wave's folder as consumers see it (through its link to the live version);
+    the version folders themselves (`.versions`, named by run) are left out."""
     if not folder.exists():
         return {}
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*")) if p.is_file()
-    }
+    out = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file():
+            out[entry.name] = hashlib.sha256(entry.read_bytes()).hexdigest()
+            continue
+        for root, dirs, files in os.walk(entry, followlinks=True):
+            dirs.sort()
+            for name in sorted(files):
+                path = Path(root) / name
+                out[str(Path(entry.name) / path.relative_to(entry))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
 
 
 def run_outputs(data: Path) -> dict[str, str]:

@@ -5,6 +5,12 @@ all the tables one step writes go in one transaction, so a failure leaves the pr
 state intact (never a half-written table). Each frame is validated against its pandera
 contract first, and the contract's descriptions become the table's and columns' comments.
 SQL that users read lives in `sql/` and is loaded by name with `read_sql`.
+
+A run that materialises a whole wave writes *pending* rows instead (see `lbc_pipeline.lib.io.
+publish`): with `set_pending_run(con, run_id)` on the connection, `replace_wave` writes to
+`<schema>_pending.<table>` (the same columns plus `pending_run`) and `read_wave` reads what this
+run has written there, falling back to the published table for what it has not; consumers
+see the new version only when the run's publish step moves it all in one transaction.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from lbc_pipeline.config import SQL_DIR
 from lbc_pipeline.lib.contracts import contract_docs, primary_key, validate
 
 SCHEMAS = ("raw", "staging", "analysis", "marts")
+PENDING_RUN = "pending_run"  # the extra column of a pending table: the run that wrote the row
+REGISTRY = "publish.pending_writes"  # which tables each unpublished run has written, per wave
 
 
 def read_sql(name: str) -> str:
@@ -49,11 +57,24 @@ def _split(table: str) -> tuple[str, str]:
 
 def _comment(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame,
               description: str | None, columns: Mapping[str, str]) -> None:
+    _comment_columns(con, table, frame.columns, description, columns)
+
+
+def _comment_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """The contract's descriptions as the comments of an existing table and its columns."""
+    schema, name = _split(table)
+    names = [c for (c,) in con.execute("select column_name from duckdb_columns() where schema_name = ? "
+                                       "and table_name = ? order by column_index", [schema, name]).fetchall()]
+    _comment_columns(con, table, names, *contract_docs(table))
+
+
+def _comment_columns(con: duckdb.DuckDBPyConnection, table: str, names: list[str],
+                     description: str | None, columns: Mapping[str, str]) -> None:
     schema, name = _split(table)
     target = f"{_quote(schema)}.{_quote(name)}"
     if description:
         con.execute(f"comment on table {target} is {_literal(description)}")
-    for column in frame.columns:
+    for column in names:
         text = columns.get(column) or (
             "Extra column, not in the codebook: kept as delivered" if schema == "raw" else None)
         if text:
@@ -129,6 +150,10 @@ def replace_wave(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFra
     if missing_wave:
         raise ValueError(f"{', '.join(missing_wave)}: every table carries a wave column")
 
+    run = pending_run(con)
+    if run:
+        return _write_pending(con, tables, wave, run)
+
     def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
         _create(con, target, f"{schema}.{name}")
         _add_new_columns(con, schema, name, frame)
@@ -138,17 +163,152 @@ def replace_wave(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFra
     return _write(con, tables, write)
 
 
+# --- pending rows of a whole-wave run ------------------------------------------------------
+
+def set_pending_run(con: duckdb.DuckDBPyConnection, run_id: str | None) -> None:
+    """Make this connection's wave writes pending rows of `run_id` (None: write in place)."""
+    if run_id:
+        con.execute("set variable lbc_pending_run = ?", [run_id])
+    else:
+        con.execute("reset variable lbc_pending_run")
+
+
+def pending_run(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The run whose pending rows this connection writes and reads, if any."""
+    return con.execute("select getvariable('lbc_pending_run')").fetchall()[0][0]
+
+
+def pending_table(table: str) -> str:
+    """`staging.questionnaires` -> `staging_pending.questionnaires` (quoted)."""
+    schema, name = _split(table)
+    return f"{_quote(schema + '_pending')}.{_quote(name)}"
+
+
+def _ensure_registry(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema if not exists publish")
+    con.execute(f"create table if not exists {REGISTRY} (run_id varchar not null, wave varchar not null, "
+                "table_name varchar not null, row_count bigint not null, primary key (run_id, wave, table_name))")
+    note = ("Tables written by runs not yet published (one row per run, wave and table); the rows are in "
+            "<schema>_pending.<table>. Internal bookkeeping of the publish step, not for analysis.")
+    con.execute(f"comment on table {REGISTRY} is {_literal(note)}")
+
+
+def _write_pending(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], wave: str,
+                   run: str) -> dict[str, int]:
+    tables = {table: validate(table, frame) for table, frame in tables.items()}
+    with _transaction(con):
+        _ensure_registry(con)
+        for table, frame in tables.items():
+            schema, name = _split(table)
+            target = pending_table(table)
+            con.execute(f"create schema if not exists {_quote(schema + '_pending')}")
+            con.register("__frame", frame)
+            try:
+                con.execute(f"create table if not exists {target} as "
+                            f"select *, ''::varchar as {PENDING_RUN} from __frame limit 0")
+                _add_new_columns(con, schema + "_pending", name, frame)
+                con.execute(f"delete from {target} where wave = ? and {PENDING_RUN} = ?", [wave, run])
+                con.execute(f"insert into {target} by name select *, ?::varchar as {PENDING_RUN} from __frame",
+                            [run])
+            finally:
+                con.unregister("__frame")
+            note = (f"Pending rows of {table} written by runs not yet published (column {PENDING_RUN}); "
+                    "consumers read the published table.")
+            con.execute(f"comment on table {target} is {_literal(note)}")
+            con.execute(f"insert or replace into {REGISTRY} values (?, ?, ?, ?)", [run, wave, table, frame.height])
+    return {table: frame.height for table, frame in tables.items()}
+
+
+def _pending_written(con: duckdb.DuckDBPyConnection, run: str, wave: str, table: str) -> bool:
+    try:
+        return con.execute(f"select count(*) from {REGISTRY} where run_id = ? and wave = ? and table_name = ?",
+                           [run, wave, table]).fetchall()[0][0] > 0
+    except duckdb.CatalogException:
+        return False
+
+
+def table_relation(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """SQL for `table` as this connection's run sees it: the published rows, with the waves
+    that the run has written pending replaced by its pending rows. Use in FROM clauses."""
+    schema, name = _split(table)
+    published = f"{_quote(schema)}.{_quote(name)}"
+    run = pending_run(con)
+    waves = []
+    if run:
+        try:
+            waves = [w for (w,) in con.execute(f"select wave from {REGISTRY} where run_id = ? and table_name = ?",
+                                               [run, table]).fetchall()]
+        except duckdb.CatalogException:
+            waves = []
+    if not waves:
+        return published
+    listed = ", ".join(_literal(w) for w in waves)
+    pending = (f"(select * exclude ({PENDING_RUN}) from {pending_table(table)} "
+               f"where {PENDING_RUN} = {_literal(run)} and wave in ({listed}))")
+    if not has_table(con, table, published_only=True):
+        return pending
+    return f"(select * from {published} where wave not in ({listed}) union all by name select * from {pending})"
+
+
+def has_table(con: duckdb.DuckDBPyConnection, table: str, published_only: bool = False) -> bool:
+    """Whether `table` exists for this connection's run (published, or written pending by it)."""
+    schema, name = _split(table)
+    exists = con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
+                         [schema, name]).fetchall()[0][0] > 0
+    if exists or published_only:
+        return exists
+    run = pending_run(con)
+    if not run:
+        return False
+    try:
+        return con.execute(f"select count(*) from {REGISTRY} where run_id = ? and table_name = ?",
+                           [run, table]).fetchall()[0][0] > 0
+    except duckdb.CatalogException:
+        return False
+
+
 def _create(con: duckdb.DuckDBPyConnection, target: str, table: str) -> None:
     """Create a table typed like the registered frame `__frame`, if it does not exist, with
     the primary key its contract declares (the columns whose values are unique together)."""
     exists = con.execute("select count(*) from duckdb_tables() where schema_name || '.' || table_name = ?",
-                         [table]).fetchone()[0]
+                         [table]).fetchall()[0][0]
     if exists:
         return
     con.execute(f"create table {target} as select * from __frame limit 0")
     key = primary_key(table)
     if key:
         con.execute(f"alter table {target} add primary key ({', '.join(_quote(c) for c in key)})")
+
+
+def _create_like(con: duckdb.DuckDBPyConnection, table: str, select_sql: str) -> None:
+    """Create `table` typed like the rows of `select_sql`, if it does not exist, with the
+    primary key its contract declares."""
+    schema, name = _split(table)
+    exists = con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
+                         [schema, name]).fetchall()[0][0]
+    if exists:
+        return
+    con.execute(f"create schema if not exists {_quote(schema)}")
+    target = f"{_quote(schema)}.{_quote(name)}"
+    con.execute(f"create table {target} as {select_sql} limit 0")
+    key = primary_key(table)
+    if key:
+        con.execute(f"alter table {target} add primary key ({', '.join(_quote(c) for c in key)})")
+
+
+def _add_columns_from(con: duckdb.DuckDBPyConnection, table: str, source: str, skip: tuple[str, ...] = ()) -> None:
+    """Add to `table` the columns of the relation `source` that it lacks (typed as there)."""
+    schema, name = _split(table)
+    existing = {c for (c,) in con.execute("select column_name from duckdb_columns() where schema_name = ? "
+                                          "and table_name = ?", [schema, name]).fetchall()}
+    for column, column_type in zip(*_columns_of(con, source)):
+        if column not in existing and column not in skip:
+            con.execute(f"alter table {_quote(schema)}.{_quote(name)} add column {_quote(column)} {column_type}")
+
+
+def _columns_of(con: duckdb.DuckDBPyConnection, source: str) -> tuple[list[str], list[str]]:
+    relation = con.sql(f"select * from {source} limit 0")
+    return relation.columns, [str(t) for t in relation.types]
 
 
 def _add_new_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str, frame: pl.DataFrame) -> None:
@@ -168,8 +328,15 @@ def _add_new_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str, fra
 
 
 def read_wave(con: duckdb.DuckDBPyConnection, table: str, wave: str) -> pl.DataFrame:
-    """One wave's rows of a warehouse table as a polars frame."""
+    """One wave's rows of a warehouse table as a polars frame (this run's pending rows, when
+    the connection has a pending run that has written them)."""
     schema, name = _split(table)
+    run = pending_run(con)
+    if run and _pending_written(con, run, wave, table):
+        return con.sql(
+            f"select * exclude ({PENDING_RUN}) from {pending_table(table)} where wave = $wave and {PENDING_RUN} = $run",
+            params={"wave": wave, "run": run},
+        ).pl()
     return con.sql(
         f"select * from {_quote(schema)}.{_quote(name)} where wave = $wave",
         params={"wave": wave},

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import duckdb
 
+from lbc_pipeline.lib.io.warehouse import has_table, table_relation
 from lbc_pipeline.lib.qualitative.redact import MIN_ENTRY_LENGTH
 
 INTERVIEW_TABLE_PREFIXES = ("interview", "triangulation")
@@ -26,27 +27,47 @@ def _names(con: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
         return set()
 
 
+def survey_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every child's name on the survey's rolls (all waves, this run's pending rows included),
+    sorted."""
+    if not has_table(con, "raw.questionnaires"):
+        return []
+    return sorted(r[0] for r in con.execute(
+        f"select distinct student_name from {table_relation(con, 'raw.questionnaires')} "
+        "where student_name is not null").fetchall())
+
+
 def raw_person_names(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Every person's name the raw layer holds (all waves)."""
-    names = _names(con, "select distinct student_name from raw.questionnaires")
-    columns = [r[0] for r in con.execute(
-        "select column_name from information_schema.columns where table_schema = 'raw' and table_name = 'interviews' "
-        "and column_name like '%name%' and data_type = 'VARCHAR'").fetchall()]
-    for column in columns:
-        names |= _names(con, f'select distinct "{column}" from raw.interviews')
+    """Every person's name the raw layer holds (all waves, this run's pending rows included)."""
+    names = set()
+    if has_table(con, "raw.questionnaires"):
+        names = _names(con, f"select distinct student_name from {table_relation(con, 'raw.questionnaires')}")
+    if has_table(con, "raw.interviews"):
+        interviews = table_relation(con, "raw.interviews")
+        columns = [c for c, t in zip(*_columns(con, interviews)) if "name" in c and t == "VARCHAR"]
+        for column in columns:
+            names |= _names(con, f'select distinct "{column}" from {interviews}')
     return names
 
 
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> tuple[list[str], list[str]]:
+    result = con.sql(f"select * from {relation} limit 0")
+    return result.columns, [str(t) for t in result.types]
+
+
 def raw_school_names(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return _names(con, "select distinct school_name from raw.distribution")
+    if not has_table(con, "raw.distribution"):
+        return set()
+    return _names(con, f"select distinct school_name from {table_relation(con, 'raw.distribution')}")
 
 
 def text_values(con: duckdb.DuckDBPyConnection, interview_tables_only: bool = False) -> dict[str, list[str]]:
-    """Distinct values of every text column outside `raw`: `schema.table.column` -> values."""
+    """Distinct values of every text column outside `raw` (pending tables of unpublished runs
+    included, `raw_pending` aside): `schema.table.column` -> values."""
     rows = con.execute(
         "select c.table_schema, c.table_name, c.column_name from information_schema.columns c "
         "join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name "
-        "where c.table_schema not in ('raw', 'information_schema', 'pg_catalog') and c.data_type = 'VARCHAR' "
+        "where c.table_schema not in ('raw', 'raw_pending', 'publish', 'information_schema', 'pg_catalog') and c.data_type = 'VARCHAR' "
         "and t.table_type = 'BASE TABLE' and c.table_catalog = current_database() order by 1, 2, 3").fetchall()
     out = {}
     for schema, table, column in rows:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from lbc_pipeline.lib.io.warehouse import read_wave
+from lbc_pipeline.lib.io.warehouse import has_table, read_wave
 from lbc_pipeline.lib.marts.robustness import ANALYSES, SHORT
 from lbc_pipeline.lib.render.figure_files import FigureFile, png_data_uri
 from lbc_pipeline.lib.render.report import esc, fmt, frame_table, paragraph
@@ -116,13 +116,9 @@ def robustness_section(matrix: pl.DataFrame) -> Section:
 
 
 def read_sensitivity_marts(con, wave: str) -> dict[str, pl.DataFrame]:
-    """The wave's rows of each sensitivity mart present in the warehouse (`con`: DuckDB).
-
-    Lists the tables with one fully fetched query (io.warehouse.table_exists leaves a
-    result open on DuckDB 2.0, which makes the next query on the connection fail).
-    """
-    present = {f"{s}.{t}" for s, t in con.sql("select table_schema, table_name from information_schema.tables").fetchall()}
-    return {t: read_wave(con, t, wave) for t in TABLES if t in present}
+    """The wave's rows of each sensitivity mart present in the warehouse (`con`: DuckDB), as
+    the connection's run sees them (its pending rows, in a run that publishes the wave)."""
+    return {t: read_wave(con, t, wave) for t in TABLES if has_table(con, t)}
 
 
 def sensitivity_sections(frames: dict[str, pl.DataFrame], files: list[FigureFile]) -> tuple[Section, ...]:
