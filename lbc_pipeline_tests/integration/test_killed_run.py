@@ -1,20 +1,27 @@
-"""kill -9 of `lbc run` in the middle of a wave: the next `lbc run` marks the orphaned run
-failed (the UI no longer shows it running) and its outputs equal a clean run's byte for byte.
-Takes about a minute (three runs in subprocesses)."""
+"""kill -9 of `lbc run` at any moment: consumers see a whole wave or the previous complete
+version, never a mix; the next `lbc run` marks the killed runs failed (the UI no longer shows
+them running) and its outputs equal a clean run's byte for byte. About two minutes (eight
+runs in subprocesses)."""
 
+import csv
+import io
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 
+import duckdb
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from lbc_pipeline.config import PROJECT_ROOT
-from lbc_pipeline.lib.io.fingerprint import differences, run_outputs
+from lbc_pipeline.lib.io.fingerprint import differences, file_digests, table_digests
+from lbc_pipeline.lib.io.warehouse import exclusive_file_lock, lock_path
 
 REFERENCE = PROJECT_ROOT / "data" / "raw" / "2019"
+CONSUMER_SCHEMAS = ("raw", "staging", "analysis", "marts")
 
 
 def _env(tmp, name, key):
@@ -24,38 +31,114 @@ def _env(tmp, name, key):
                   "LBC_PSEUDONYM_KEY_FILE": str(key), "DAGSTER_HOME": str(tmp / name / "dagster_home")}
 
 
-def _lbc(env, *args):
-    return subprocess.run([sys.executable, "-m", "lbc_pipeline.cli", "run", *args], env=env,
+def _redeliver(data):
+    """A corrected delivery of the same wave: one answer of the first questionnaire changed."""
+    path = data / "raw" / "2019" / "questionnaires.csv"
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    column = rows[0].index("dep1")
+    rows[1][column] = "3" if rows[1][column] != "3" else "2"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    path.write_text(out.getvalue(), encoding="utf-8")
+
+
+def _lbc(env):
+    return subprocess.run([sys.executable, "-m", "lbc_pipeline.cli", "run", "--wave", "2019"], env=env,
                           capture_output=True, text=True, timeout=600)
 
 
-def test_a_killed_run_is_marked_failed_and_the_rerun_equals_a_clean_run(tmp_path, monkeypatch):
+def _kill_at(env, marker):
+    """Start `lbc run` and kill -9 it as soon as it prints `marker`."""
+    process = subprocess.Popen([sys.executable, "-m", "lbc_pipeline.cli", "run", "--wave", "2019"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in process.stdout:
+            if marker in line:
+                os.kill(process.pid, signal.SIGKILL)
+                break
+    finally:
+        process.wait(timeout=120)
+    return process.returncode
+
+
+def consumer_view(data) -> dict[str, str]:
+    """What consumers see, as digests: the tables of the consumer schemas and the published
+    files, read under the warehouse lock (between two steps of a running pipeline)."""
+    database = data / "warehouse" / "lbc.duckdb"
+    with exclusive_file_lock(lock_path(database), 120):
+        tables = table_digests(database) if database.exists() else {}
+        out = {f"table {k}": v for k, v in tables.items() if k.split(".")[0] in CONSUMER_SCHEMAS}
+        for kind in ("artifacts", "reports"):
+            out.update({f"{kind}/{k}": v for k, v in file_digests(data / kind).items()})
+    return out
+
+
+def _rows_of_wave(data, wave) -> int:
+    with duckdb.connect(str(data / "warehouse" / "lbc.duckdb"), read_only=True) as con:
+        tables = con.execute("select schema_name, table_name from duckdb_tables() where schema_name in "
+                             "('raw', 'staging', 'analysis', 'marts')").fetchall()
+        return sum(con.execute(f'select count(*) from "{s}"."{t}" where wave = ?', [wave]).fetchall()[0][0]
+                   for s, t in tables)
+
+
+def test_consumers_see_a_whole_wave_or_the_previous_one_whatever_the_kill(tmp_path, monkeypatch):
     if not REFERENCE.exists():
         pytest.skip("the reference wave is not in data/raw/2019")
     key = tmp_path / "key"
     key.write_text("cd" * 32)
     data, env = _env(tmp_path, "killed", key)
-    process = subprocess.Popen([sys.executable, "-m", "lbc_pipeline.cli", "run", "--wave", "2019"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        for line in process.stdout:  # kill once the raw layer is written, before staging
-            if "materialised raw/read_notes" in line:
-                os.kill(process.pid, signal.SIGKILL)
-                break
-    finally:
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
     monkeypatch.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
+
+    # A first delivery killed in the middle: consumers see nothing of the wave.
+    assert _kill_at(env, "materialised analysis/analytic_sample") == -signal.SIGKILL
+    assert _rows_of_wave(data, "2019") == 0
+    assert file_digests(data / "reports") == {} and file_digests(data / "artifacts") == {}
     with DagsterInstance.get() as instance:
-        statuses = [r.status for r in instance.get_runs()]
-    assert statuses == [DagsterRunStatus.STARTED]  # what the UI showed forever before
-    rerun = _lbc(env, "--wave", "2019")
-    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
-    assert "was left unfinished by a killed lbc run: marked failed" in rerun.stdout
-    with DagsterInstance.get() as instance:
-        runs = instance.get_runs()  # newest first: cross-wave, the rerun, the killed run
-        assert [r.status for r in runs][-1] == DagsterRunStatus.FAILURE
-        assert all(r.status == DagsterRunStatus.SUCCESS for r in runs[:-1])
+        assert [r.status for r in instance.get_runs()] == [DagsterRunStatus.STARTED]  # what the UI showed forever before
+    first = _lbc(env)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "marked failed" in first.stdout
+    version_1 = consumer_view(data)
+
+    # The clean run of the corrected delivery, in a folder of its own.
     clean_data, clean_env = _env(tmp_path, "clean", key)
-    assert _lbc(clean_env, "--wave", "2019").returncode == 0
-    assert differences(run_outputs(data), run_outputs(clean_data)) == []
+    _redeliver(clean_data)
+    assert _lbc(clean_env).returncode == 0
+    version_2 = consumer_view(clean_data)
+    changed = differences(version_1, version_2)
+    assert any(k.startswith("table marts.") for k in changed) and any(k.startswith("reports/") for k in changed)
+
+    # The corrected delivery, killed at several moments: consumers keep seeing version 1 whole.
+    _redeliver(data)
+    for marker in ("materialised raw/read_notes", "materialised marts/model_coefficients", "materialised marts/report"):
+        assert _kill_at(env, marker) == -signal.SIGKILL, marker
+        assert differences(consumer_view(data), version_1) == [], marker
+
+    # The rerun, watched by a consumer between steps: only version 1 or version 2, whole.
+    seen, done = [], threading.Event()
+
+    def watch():
+        while not done.wait(0.3):  # the pause lets the pipeline take the lock in turn
+            seen.append(consumer_view(data))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        rerun = _lbc(env)
+    finally:
+        done.set()
+        watcher.join()
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    assert rerun.stdout.count("marked failed") == 1  # each lbc run marks the run killed before it
+    assert len(seen) >= 3
+    assert all(view in (version_1, version_2) for view in seen), [differences(v, version_1)[:3] for v in seen]
+    assert differences(consumer_view(data), version_2) == []  # the rerun equals a clean run, byte for byte
+
+    with DagsterInstance.get() as instance:
+        runs = instance.get_runs()  # newest first
+        killed = [r for r in runs if r.status == DagsterRunStatus.FAILURE]
+        assert len(killed) == 4 and all(r.status == DagsterRunStatus.SUCCESS for r in runs if r not in killed)
+    # nothing pending is left behind, and only the live version's files remain
+    with duckdb.connect(str(data / "warehouse" / "lbc.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from publish.pending_writes").fetchall()[0][0] == 0
+    assert len(list((data / "reports" / ".versions" / "2019").iterdir())) == 1
