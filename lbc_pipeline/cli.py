@@ -271,7 +271,8 @@ def print_replication(waves: list[str] | None = None) -> int:
 
     from lbc_pipeline.lib.marts.replication import summarise_replication
     from lbc_pipeline.lib.marts.robustness import robustness_summary
-    from lbc_pipeline.lib.io.warehouse import read_only
+    from lbc_pipeline.lib.io.warehouse import has_table, read_only, read_wave
+    from lbc_pipeline.lib.render.report import checks_summary
 
     path = config.duckdb_path()
     if not path.exists():
@@ -288,6 +289,13 @@ def print_replication(waves: list[str] | None = None) -> int:
             replicated = con.sql("select * from marts.replication where wave = $w", params={"w": wave}).pl()
             verdicts = con.sql("select * from marts.hypotheses where wave = $w", params={"w": wave}).pl()
             print(f"Wave {wave}:")
+            if has_table(con, "analysis.check_results"):
+                checks = read_wave(con, "analysis.check_results", wave).sort("check_order")
+                print(f"Checks: {checks_summary(checks)}")
+                for row in checks.iter_rows(named=True):
+                    print(f"  {row['check_name']:30s} {row['severity']:5s} {'passed' if row['passed'] else 'FAILED'}: "
+                          f"{row['description']}")
+                print()
             print(summarise_replication(replicated).text)
             print("\nHypotheses:")
             for hypothesis, supported in verdicts.select("hypothesis", "supported").unique(maintain_order=True).iter_rows():

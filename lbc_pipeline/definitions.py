@@ -2,7 +2,7 @@
 
 from dagster import AssetKey, Definitions, load_assets_from_modules
 
-from lbc_pipeline import checks, resources, sensors
+from lbc_pipeline import resources, sensors
 from lbc_pipeline.assets import analysis, cross_wave, marts, qualitative, raw, sensitivity, staging
 from lbc_pipeline.assets._common import with_conventions
 from lbc_pipeline.assets.publish import build_publish_asset
@@ -21,7 +21,7 @@ _publish = build_publish_asset(_wave_keys).map_asset_specs(lambda spec: with_con
 
 defs = Definitions(
     assets=[*_assets, _publish],
-    asset_checks=checks.ALL_CHECKS + qualitative.CHECKS,
+    asset_checks=qualitative.CHECKS,  # the other checks are declared on the steps they guard
     jobs=[main_job, cross_wave_job],
     sensors=[sensors.incoming_waves, sensors.refresh_cross_wave],
     schedules=[sensors.nightly_refresh],

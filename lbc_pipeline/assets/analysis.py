@@ -1,8 +1,10 @@
 """Analysis layer: derived measures, the sample flow and the analysis sample.
 
-The ERROR checks that guard the sample flow and the analysis sample run inside this step,
-on the frames it has just built and written: when one fails, the step fails and nothing
-downstream (marts, artifacts, publication tables, report, cross-wave pooling) is built.
+The data-quality checks on the sample flow and the analysis sample run inside this step, on
+the frames it has just built: when an ERROR check fails, nothing downstream (marts,
+artifacts, publication tables, report, publication of the wave, cross-wave pooling) is
+built; WARN checks report. Their outcomes are also written to `analysis.check_results`,
+which the report and `lbc replication` state.
 """
 
 import polars as pl
@@ -19,13 +21,19 @@ from lbc_pipeline.resources import QualityConfig
 _CODE = ("lib/analysis", "lib/quality", "lib/io", "assets/analysis.py")
 _KINDS = ["duckdb", "polars", "pandera"]
 
-BLOCKING_CHECKS = [
+QUALITY_CHECKS = [
     AssetCheckSpec("sample_flow_conservation", asset=key_of("analysis.sample_flow"), blocking=True,
                    description="Every step conserves questionnaires (n_before = n_excluded + n_after) and every returned questionnaire is analysed or has a reason."),
     AssetCheckSpec("sample_flow_expected_counts", asset=key_of("analysis.sample_flow"), blocking=True,
                    description="The flow's counts equal the wave manifest's expected counts (ERROR); without expectations, a WARN report."),
     AssetCheckSpec("analytic_sample_expectations", asset=key_of("analysis.analytic_sample"), blocking=True,
                    description="great-expectations suite on the analysis sample: types, ranges (from its contract), non-null, unique keys, migration groups and their sizes."),
+    AssetCheckSpec("fieldwork_window", asset=key_of("analysis.sample_flow"),
+                   description="WARN when the wave has no fieldwork window, so survey dates were not checked against it."),
+    AssetCheckSpec("exclusion_shares", asset=key_of("analysis.exclusions"),
+                   description="WARN when one exclusion reason removes more than the configured share of valid questionnaires."),
+    AssetCheckSpec("differential_attrition", asset=key_of("analysis.exclusions"),
+                   description="WARN when excluded and analysed valid children differ by school, gender, grade or migration group (chi-square tests)."),
 ]
 
 
@@ -40,8 +48,10 @@ BLOCKING_CHECKS = [
         table_spec("analysis.analytic_sample", deps=["analysis.measures", "analysis.sample_flow", "analysis.teacher_attitude_efa"],
                    kinds=_KINDS, code=_CODE, tags={"pii": "pseudonymised"}),
         table_spec("analysis.scale_reliability", deps=["analysis.analytic_sample"], kinds=[*_KINDS[:2], "numpy"], code=_CODE),
+        table_spec("analysis.check_results", deps=["analysis.sample_flow", "analysis.exclusions", "analysis.analytic_sample"],
+                   kinds=["duckdb", "polars", "great_expectations"], code=_CODE),
     ],
-    check_specs=BLOCKING_CHECKS,
+    check_specs=QUALITY_CHECKS,
     can_subset=True,
 )
 def build_analysis(context: AssetExecutionContext, duckdb: DuckDBResource, quality_config: QualityConfig):
@@ -63,6 +73,8 @@ def build_analysis(context: AssetExecutionContext, duckdb: DuckDBResource, quali
         "analysis.analytic_sample": result.analytic_sample,
         "analysis.scale_reliability": pl.DataFrame([r.as_row(wave, "analysed") for r in result.reliability]),
     }
+    outcomes = quality_outcomes(context, result, manifest, quality_config)
+    built["analysis.check_results"] = rules.outcomes_table(wave, outcomes)
     selected = selected_tables(context)
     tables = {t: f for t, f in built.items() if t in selected}
     with duckdb.get_connection() as con:
@@ -79,19 +91,25 @@ def build_analysis(context: AssetExecutionContext, duckdb: DuckDBResource, quali
         if table == "analysis.scale_reliability":
             extra["depression_alpha"] = float(result.reliability[0].alpha)
         yield materialized(table, frame, **extra)
-    yield from blocking_check_results(context, result, manifest, quality_config)
+    for name, asset, outcome in outcomes:
+        yield check_result(outcome, name, asset)
 
 
-def blocking_check_results(context: AssetExecutionContext, result, manifest, quality_config: QualityConfig):
-    """The ERROR checks on the flow and the sample that this run selected."""
+def quality_outcomes(context: AssetExecutionContext, result, manifest, quality_config: QualityConfig):
+    """(check name, guarded table, outcome) of each check on the flow and the sample that
+    this run selected, in the order of QUALITY_CHECKS."""
     selected = {key.name for key in context.selected_asset_check_keys}
     sample = result.analytic_sample
-    outcomes = {
+    settings = quality_config.settings()
+    rules_by_name = {
         "sample_flow_conservation": lambda: rules.check_conservation(result.flow, result.status),
         "sample_flow_expected_counts": lambda: rules.check_expected_counts(
             result.flow, dict(sample.group_by("migration_group").len().iter_rows()), manifest),
-        "analytic_sample_expectations": lambda: rules.check_analytic_sample_gx(sample, manifest, quality_config.settings()),
+        "analytic_sample_expectations": lambda: rules.check_analytic_sample_gx(sample, manifest, settings),
+        "fieldwork_window": lambda: rules.check_fieldwork_window(manifest),
+        "exclusion_shares": lambda: rules.check_exclusion_shares(
+            result.flow_reasons, int(result.flow.filter(pl.col("step") == "valid")["n_after"][0]), settings),
+        "differential_attrition": lambda: rules.check_differential_attrition(result.status, settings),
     }
-    for spec in BLOCKING_CHECKS:
-        if spec.name in selected:
-            yield check_result(outcomes[spec.name](), spec.name, ".".join(spec.asset_key.path))
+    return [(spec.name, ".".join(spec.asset_key.path), rules_by_name[spec.name]())
+            for spec in QUALITY_CHECKS if spec.name in selected]

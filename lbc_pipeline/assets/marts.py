@@ -8,7 +8,7 @@ from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets._common import file_spec, key_of, materialized, selected_tables, table_spec
 from lbc_pipeline.config import REFERENCE_DIR, artifacts_dir, read_manifest, reports_dir, wave_folder
-from lbc_pipeline.lib.io.warehouse import create_views, read_wave, replace_wave
+from lbc_pipeline.lib.io.warehouse import create_views, has_table, read_wave, replace_wave
 from lbc_pipeline.lib.marts import models, replication, tables
 from lbc_pipeline.lib.render import figure_files, report, sensitivity_sections
 from lbc_pipeline.study import load_study
@@ -109,8 +109,9 @@ def compare_with_paper(context: AssetExecutionContext, duckdb: DuckDBResource):
         file_spec("marts.publication_tables", deps=[*_FITS, "marts.table1"], kinds=["html", "latex", "csv"], code=_RENDER,
                   description="The paper's tables laid out as printed, as Markdown, HTML, LaTeX and CSV files under data/reports/<wave>/."),
         file_spec("marts.report", deps=[*_FITS, "marts.table1", "marts.replication", "marts.hypotheses",
-                                        "analysis.sample_flow", "analysis.scale_reliability", *_SENSITIVITY], kinds=["html"], code=_RENDER,
-                  description="A single-file HTML report of the wave: sample flow, reliability, Tables 1-4, replication, hypotheses, figures, moderation (simple slopes, Johnson-Neyman), clustering and missing-data sensitivity, the robustness matrix."),
+                                        "analysis.sample_flow", "analysis.check_results", "analysis.scale_reliability",
+                                        *_SENSITIVITY], kinds=["html"], code=_RENDER,
+                  description="A single-file HTML report of the wave: sample flow, data-quality checks, reliability, Tables 1-4, replication, hypotheses, figures, moderation (simple slopes, Johnson-Neyman), clustering and missing-data sensitivity, the robustness matrix."),
     ],
     can_subset=True,
 )
@@ -122,6 +123,7 @@ def publish(context: AssetExecutionContext, duckdb: DuckDBResource):
         frames = {t: read_wave(con, t, wave) for t in (
             "analysis.sample_flow", "analysis.scale_reliability", "marts.table1", "marts.model_coefficients",
             "marts.model_fit", "marts.replication", "marts.hypotheses")}
+        checks = read_wave(con, "analysis.check_results", wave) if has_table(con, "analysis.check_results") else None
         extra = sensitivity_sections.read_sensitivity_marts(con, wave)
     folder = reports_dir(wave, publishing_run(context.run))
     if "marts.publication_tables" in selected:
@@ -145,7 +147,7 @@ def publish(context: AssetExecutionContext, duckdb: DuckDBResource):
             sample_flow=frames["analysis.sample_flow"], scale_reliability=frames["analysis.scale_reliability"],
             table1=frames["marts.table1"], coefficients=frames["marts.model_coefficients"],
             fit=frames["marts.model_fit"], replication=frames["marts.replication"],
-            hypotheses=frames["marts.hypotheses"], package_version=version("lbc_pipeline"),
+            hypotheses=frames["marts.hypotheses"], package_version=version("lbc_pipeline"), checks=checks,
             extra_sections=sensitivity_sections.sensitivity_sections(extra, figure_files.read_figures(folder / "figures")),
         ))
         folder.mkdir(parents=True, exist_ok=True)

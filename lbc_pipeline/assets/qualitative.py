@@ -7,7 +7,6 @@ delivery fails these assets only.
 """
 
 import datetime as dt
-import warnings
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -37,8 +36,6 @@ from lbc_pipeline.lib.raw.reading import RawFileError
 from lbc_pipeline.lib.render.report import with_section
 from lbc_pipeline.resources import publishing_run
 
-# Partitioned asset checks are a preview feature of the pinned Dagster release (as in checks.py).
-warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec")
 
 GROUP = "qualitative"
 _RAW = [AssetDep(t.split(".")) for t in pipeline.RAW_TABLES[:3]]

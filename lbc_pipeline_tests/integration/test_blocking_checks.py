@@ -30,16 +30,21 @@ def run(data, manifest=None, run_config=None):
     return result, checks
 
 
-def downstream_written(data) -> list[str]:
-    """Everything downstream of the analysis layer that holds this wave."""
+def downstream_written(data, schemas=("marts", "marts_pending")) -> list[str]:
+    """Everything downstream of the analysis layer that holds this wave: mart rows, published
+    or pending (a run's own, before its publish step), and files, published or in a run's
+    version folder."""
     found = []
     con = duckdb.connect(str(data / "warehouse" / "lbc.duckdb"), read_only=True)
     with con:
         for schema, table in con.execute(
-                "select table_schema, table_name from information_schema.tables where table_schema = 'marts'").fetchall():
+                "select table_schema, table_name from information_schema.tables where table_schema in "
+                f"({', '.join(repr(s) for s in schemas)})").fetchall():
             if con.execute(f'select count(*) from "{schema}"."{table}" where wave = ?', [WAVE]).fetchone()[0]:
                 found.append(f"{schema}.{table}")
-    found += [str(p) for p in (data / "artifacts" / WAVE, data / "reports" / WAVE) if p.exists() and any(p.iterdir())]
+    for kind in ("artifacts", "reports"):
+        folders = [data / kind / WAVE, *(data / kind / ".versions" / WAVE).glob("*")]
+        found += [str(p) for p in folders if p.exists() and any(p.iterdir())]
     return found
 
 
@@ -100,3 +105,24 @@ def test_one_analysis_table_can_be_materialised_alone(data_env):
         tables = {t for (t,) in con.execute(
             "select table_name from information_schema.tables where table_schema = 'analysis'").fetchall()}
     assert "sample_flow" in tables and "analytic_sample" not in tables
+
+
+def test_a_raw_name_outside_raw_blocks_the_publication(data_env, monkeypatch):
+    """The privacy check runs after the report is written: when it fails, the wave is not
+    published, so consumers see nothing of it (the run's rows and report stay pending)."""
+    from lbc_pipeline.lib.qualitative import privacy
+
+    monkeypatch.setattr(privacy, "find_leaks", lambda texts, names: [("report.html", "a name")])
+    result, checks = run(data_env)
+    assert not result.success
+    assert checks["no_raw_names_outside_raw"] is False
+    written = downstream_written(data_env, schemas=("raw", "staging", "analysis", "marts"))
+    assert [w for w in written if "/.versions/" not in w] == []  # nothing published
+    assert not (data_env / "reports" / WAVE).exists()
+    assert (data_env / "reports" / ".versions" / WAVE).exists()  # the run's own report, for inspection
+    with duckdb.connect(str(data_env / "warehouse" / "lbc.duckdb"), read_only=True) as con:
+        versions = con.execute("select count(*) from duckdb_tables() where schema_name = 'publish' "
+                               "and table_name = 'wave_versions'").fetchone()[0]
+        assert versions == 0 or con.execute("select count(*) from publish.wave_versions").fetchone()[0] == 0
+        assert con.execute("select count(*) from marts_pending.model_coefficients where wave = ?",
+                           [WAVE]).fetchone()[0] > 0  # kept for inspection until the wave is run again

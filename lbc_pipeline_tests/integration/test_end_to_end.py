@@ -278,3 +278,25 @@ def test_report_figures_decode_in_headless_chromium(reference_run, tmp_path):
     assert len(found) == 17  # flow, depression, 6 interaction, 6 JN, 3 coefficient plots
     for image in found:
         assert image["complete"] and image["width"] > 300 and 0.01 < image["inked"] < 0.9, image
+
+
+def test_the_report_and_lbc_replication_state_the_checks(reference_run, capsys):
+    from lbc_pipeline.cli import print_replication
+
+    _, data, _ = reference_run
+    with connect(data) as con:
+        results = con.execute("select check_name, severity, passed from analysis.check_results "
+                              "where wave = '2019' order by check_order").fetchall()
+        published = con.execute("select wave, table_count from publish.wave_versions").fetchall()
+    assert [(n, s) for n, s, _ in results] == [
+        ("sample_flow_conservation", "ERROR"), ("sample_flow_expected_counts", "ERROR"),
+        ("analytic_sample_expectations", "ERROR"), ("fieldwork_window", "WARN"), ("exclusion_shares", "WARN"),
+        ("differential_attrition", "WARN")]
+    assert all(p for _, _, p in results)
+    assert len(published) == 1 and published[0][0] == "2019" and published[0][1] > 40
+    page = (data / "reports" / "2019" / "report.html").read_text(encoding="utf-8")
+    assert 'id="checks"' in page and "6 data-quality checks (3 ERROR, 3 WARN): 6 passed." in page
+    assert print_replication(["2019"]) == 0
+    out = capsys.readouterr().out
+    assert "Checks: 6 data-quality checks (3 ERROR, 3 WARN): 6 passed." in out
+    assert "analytic_sample_expectations   ERROR passed: great-expectations suite passed" in out

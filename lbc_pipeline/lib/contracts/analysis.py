@@ -148,3 +148,13 @@ register("analysis.scale_reliability", pa.DataFrameSchema({
     "item_statistics": pa.Column(pl.List(pl.Struct({"item": pl.String, "mean": pl.Float64, "sd": pl.Float64, "item_total_r": pl.Float64, "alpha_if_deleted": pl.Float64})),
                                  description="Per item: mean, sd, corrected item-total correlation, alpha if the item is deleted"),
 }, strict=True, unique=['wave', 'scale', 'sample'], description="One row per scale and sample: Cronbach's alpha with item statistics"))
+
+register("analysis.check_results", pa.DataFrameSchema({
+    "wave": WAVE,
+    "check_order": pa.Column(pl.Int64, description="Order in which the report lists the check"),
+    "check_name": pa.Column(pl.String, description="The Dagster asset check, e.g. sample_flow_conservation"),
+    "asset": pa.Column(pl.String, description="The table the check guards, e.g. analysis.sample_flow"),
+    "severity": pa.Column(pl.String, pa.Check.isin(["ERROR", "WARN"]), description="ERROR: a failure blocks everything downstream (marts, report, publication); WARN: reported only"),
+    "passed": pa.Column(pl.Boolean, description="Whether the check passed"),
+    "description": pa.Column(pl.String, description="What the check found, in one sentence"),
+}, strict=True, unique=["wave", "check_name"], description="One row per data-quality check on the sample flow and the analysis sample: the outcome the run's asset checks reported, stated again in the report and by lbc replication"))

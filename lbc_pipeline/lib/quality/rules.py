@@ -212,3 +212,14 @@ def check_analytic_sample_gx(sample: pl.DataFrame, manifest: WaveManifest, setti
         metadata={"statistics": statistics, "failed": failed,
                   "group_sizes": dict(zip(groups["migration_group"], groups["n"].astype(int)))},
     )
+
+
+def outcomes_table(wave: str, outcomes: list[tuple[str, str, Outcome]]) -> pl.DataFrame:
+    """The rows of `analysis.check_results`: (check name, guarded table, outcome) in order."""
+    return pl.DataFrame(
+        [{"wave": wave, "check_order": i, "check_name": name, "asset": asset, "severity": outcome.severity,
+          "passed": outcome.passed, "description": outcome.description}
+         for i, (name, asset, outcome) in enumerate(outcomes, start=1)],
+        schema={"wave": pl.String, "check_order": pl.Int64, "check_name": pl.String, "asset": pl.String,
+                "severity": pl.String, "passed": pl.Boolean, "description": pl.String},
+    )

@@ -83,6 +83,8 @@ class ReportContext:
     # sensitivity analyses built by lib/render/sensitivity_sections.py; html is trusted.
     extra_sections: tuple[tuple[str, str, str], ...] = ()
     description: str = ""  # the manifest's description: the synthetic banner's text
+    # `analysis.check_results`: the outcome of each data-quality check of the run
+    checks: pl.DataFrame | None = None
 
 
 def esc(value: object) -> str:
@@ -195,6 +197,7 @@ def render_html_report(context: ReportContext) -> str:
             f'<li><a href="#{a}">{esc(t)}</a></li>'
             for a, t in (
                 ("sample-flow", "Sample flow"),
+                *((("checks", "Data-quality checks"),) if context.checks is not None else ()),
                 ("reliability", "Scale reliability"),
                 ("table-1", "Table 1"),
                 ("tables-2-4", "Tables 2-4"),
@@ -220,6 +223,8 @@ def render_html_report(context: ReportContext) -> str:
             ),
         )
     )
+    if context.checks is not None:
+        parts.append(checks_section(context.checks))
     parts.append(
         section(
             "reliability",
@@ -307,6 +312,33 @@ def render_html_report(context: ReportContext) -> str:
     parts.extend(section(anchor, title, body) for anchor, title, body in context.extra_sections)
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def checks_summary(checks: pl.DataFrame) -> str:
+    """One sentence: how many checks ran and passed, by severity, and which failed."""
+    rows = checks.sort("check_order").to_dicts()
+    failed = [f"{r['check_name']} ({r['severity']})" for r in rows if not r["passed"]]
+    by_severity = ", ".join(f"{sum(r['severity'] == s for r in rows)} {s}" for s in ("ERROR", "WARN"))
+    text = f"{len(rows)} data-quality checks ({by_severity}): {len(rows) - len(failed)} passed"
+    return text + (f"; failed: {', '.join(failed)}." if failed else ".")
+
+
+def checks_section(checks: pl.DataFrame) -> str:
+    """The outcome of each data-quality check on the sample flow and the analysis sample."""
+    frame = checks.sort("check_order").with_columns(
+        pl.when(pl.col("passed")).then(pl.lit("passed")).otherwise(pl.lit("FAILED")).alias("result"))
+    return section(
+        "checks",
+        "Data-quality checks",
+        paragraph(checks_summary(checks)),
+        paragraph("An ERROR check that fails stops everything downstream of the table it guards, this report and "
+                  "the wave's publication included; WARN checks report. Two more checks run after this report is "
+                  "written and gate the wave's publication: the interview registry matches the design, and no raw "
+                  "name (child, interviewee, school) appears outside the raw layer or in this report. A report "
+                  "under data/reports/<wave> has passed them."),
+        frame_table(frame, ("check_name", "asset", "severity", "result", "description"),
+                    "Checks run on this wave (analysis.check_results)", flag=lambda row: not row["passed"]),
+    )
 
 
 def replication_section(context: ReportContext) -> str:

@@ -97,3 +97,15 @@ def test_a_wave_without_fieldwork_window_is_reported():
     outcome = quality.check_fieldwork_window(dataclasses.replace(MANIFEST, fieldwork_start=None, fieldwork_end=None))
     assert (outcome.passed, outcome.severity) == (False, quality.WARN)
     assert "outside_fieldwork rule not applied" in outcome.description
+
+
+def test_outcomes_table_keeps_the_order_and_fits_its_contract():
+    from lbc_pipeline.lib.contracts import validate
+    table = quality.outcomes_table("2019", [
+        ("b_check", "analysis.sample_flow", quality.Outcome(False, quality.ERROR, "broke")),
+        ("a_check", "analysis.exclusions", quality.Outcome(True, quality.WARN, "fine")),
+    ])
+    validate("analysis.check_results", table)
+    assert table.select("check_order", "check_name", "severity", "passed").rows() == [
+        (1, "b_check", "ERROR", False), (2, "a_check", "WARN", True)]
+    assert quality.outcomes_table("2019", []).height == 0  # no check selected: no rows, same columns

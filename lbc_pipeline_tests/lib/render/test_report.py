@@ -159,3 +159,28 @@ def test_specification_differences_lists_only_estimates_that_differ():
     differences = report.specification_differences(frame)
     assert differences.select("term", "as_published", "harmonised").rows() == [("mother_away", 17.72, 3.0)]
     assert differences["difference"][0] == pytest.approx(-14.72)
+
+
+def _checks(passed: list[bool]) -> pl.DataFrame:
+    from lbc_pipeline.lib.quality.rules import ERROR, WARN, Outcome, outcomes_table
+    names = [("sample_flow_conservation", "analysis.sample_flow", ERROR),
+             ("exclusion_shares", "analysis.exclusions", WARN)]
+    return outcomes_table("w1", [(n, a, Outcome(p, s, f"{n} found this")) for (n, a, s), p in zip(names, passed)])
+
+
+def test_the_report_states_every_checks_result(base_context):
+    parser = ReportParser()
+    parser.feed(report.render_html_report(dataclasses.replace(base_context, checks=_checks([True, False]))))
+    text = " ".join(parser.text)
+    assert "checks" in parser.ids
+    assert "2 data-quality checks (1 ERROR, 1 WARN): 1 passed; failed: exclusion_shares (WARN)." in text
+    assert "sample_flow_conservation found this" in text and "FAILED" in text
+    assert "Checks run on this wave (analysis.check_results)" in parser.captions
+
+
+def test_checks_summary_of_all_passed():
+    assert report.checks_summary(_checks([True, True])) == "2 data-quality checks (1 ERROR, 1 WARN): 2 passed."
+
+
+def test_a_report_without_check_results_has_no_checks_section(synthetic_report):
+    assert "checks" not in synthetic_report.ids
