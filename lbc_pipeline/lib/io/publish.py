@@ -91,14 +91,24 @@ def publish_wave(con: duckdb.DuckDBPyConnection, wave: str, run: str, data_dir: 
                         f"where wave = ? and {PENDING_RUN} = ?", [wave, run])
             _comment_table(con, table)
             con.execute(f"delete from {pending} where wave = ? and {PENDING_RUN} = ?", [wave, run])
-            if con.execute(f"select count(*) from {pending}").fetchall()[0][0] == 0:
-                con.execute(f"drop table {pending}")
         con.execute(f"delete from {REGISTRY} where run_id = ? and wave = ?", [run, wave])
+        _drop_unused(con, tables)
         con.execute(f"insert into publish.{VERSIONS} values (?, ?, ?, ?, ?)",
                     [wave, run, published_at, len(tables), sum(tables.values())])
     create_views(con, SCHEMAS)
     sync_files(con, data_dir)
     return tables
+
+
+def _drop_unused(con: duckdb.DuckDBPyConnection, tables) -> None:
+    """Drop the pending tables among `tables` that hold no row and that no unpublished run
+    has written (another run's empty frame is a write too: its table must stay)."""
+    for table in tables:
+        pending = pending_table(table)
+        rows = con.execute(f"select count(*) from {pending}").fetchall()[0][0]
+        users = con.execute(f"select count(*) from {REGISTRY} where table_name = ?", [table]).fetchall()[0][0]
+        if rows == 0 and users == 0:
+            con.execute(f"drop table {pending}")
 
 
 def live_versions(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -181,10 +191,8 @@ def discard_stale(con: duckdb.DuckDBPyConnection, data_dir: Path, keep_runs: Ite
             tables = [t for (t,) in con.execute(f"select distinct table_name from {REGISTRY} "
                                                 f"where run_id in ({listed})").fetchall()]
             for table in tables:
-                pending = pending_table(table)
-                con.execute(f"delete from {pending} where {PENDING_RUN} in ({listed})")
-                if con.execute(f"select count(*) from {pending}").fetchall()[0][0] == 0:
-                    con.execute(f"drop table {pending}")
+                con.execute(f"delete from {pending_table(table)} where {PENDING_RUN} in ({listed})")
             con.execute(f"delete from {REGISTRY} where run_id in ({listed})")
+            _drop_unused(con, tables)
     sync_files(con, data_dir, keep)
     return stale

@@ -181,3 +181,17 @@ def test_a_kill_between_the_commit_and_the_link_heals_on_the_next_sync(tmp_path,
         monkeypatch.setenv("LBC_DATA_DIR", str(tmp_path))
         publish.sync_files(con, tmp_path, keep_runs=())  # what the next run does first
         assert (reports_dir("2019") / "report.html").read_text() == "run-b"
+
+
+def test_a_pending_table_another_run_wrote_empty_is_kept(warehouse, tmp_path):
+    """Two waves' runs at once: one publishes while the other's frame of a table was empty."""
+    set_pending_run(warehouse, "run-c1")
+    replace_wave(warehouse, {SPECIAL: _codes("c1", [])}, "c1")  # no rows, but written
+    set_pending_run(warehouse, "run-c0")
+    replace_wave(warehouse, {SPECIAL: _codes("c0", [-9])}, "c0")
+    publish.publish_wave(warehouse, "c0", "run-c0", tmp_path)
+    set_pending_run(warehouse, "run-c1")
+    assert read_wave(warehouse, SPECIAL, "c1").height == 0
+    assert publish.publish_wave(warehouse, "c1", "run-c1", tmp_path) == {SPECIAL: 0}
+    left = warehouse.sql("select count(*) from duckdb_tables() where schema_name like '%_pending'").fetchall()
+    assert left == [(0,)]
