@@ -45,20 +45,24 @@ def table_digests(database: Path) -> dict[str, str]:
 def file_digests(folder: Path) -> dict[str, str]:
     """Relative path -> sha256 of every published file under `folder` (empty when it does not
     exist): each wave's folder as consumers see it (through its link to the live version);
-    the version folders themselves (`.versions`, named by run) are left out."""
+    the version folders themselves (`.versions`, named by run) and anything that is not a
+    regular file (a FIFO would block the read) are left out."""
     if not folder.exists():
         return {}
     out = {}
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.is_file():
-            out[entry.name] = hashlib.sha256(entry.read_bytes()).hexdigest()
+        if not entry.is_dir():
+            if entry.is_file():
+                out[entry.name] = hashlib.sha256(entry.read_bytes()).hexdigest()
             continue
         for root, dirs, files in os.walk(entry, followlinks=True):
-            dirs.sort()
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
                 path = Path(root) / name
+                if not path.is_file():  # a FIFO or socket would block or fail the read
+                    continue
                 out[str(Path(entry.name) / path.relative_to(entry))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 

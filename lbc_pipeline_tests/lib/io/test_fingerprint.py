@@ -33,3 +33,15 @@ def test_file_digests_name_the_file_that_differs(tmp_path):
         (tmp_path / side / "w" / "same.json").write_text("{}")
         (tmp_path / side / "w" / "report.html").write_text(text)
     assert differences(file_digests(tmp_path / "a"), file_digests(tmp_path / "b")) == ["w/report.html"]
+
+
+def test_file_digests_follow_the_wave_link_and_skip_versions_and_fifos(tmp_path):
+    import os
+    version = tmp_path / "reports" / ".versions" / "w" / "run-1"
+    version.mkdir(parents=True)
+    (version / "report.html").write_text("x")
+    os.symlink(".versions/w/run-1", tmp_path / "reports" / "w")
+    os.mkfifo(tmp_path / "reports" / "pipe")
+    (version / "sub").mkdir()
+    os.mkfifo(version / "sub" / "pipe")
+    assert list(file_digests(tmp_path / "reports")) == ["w/report.html"]
