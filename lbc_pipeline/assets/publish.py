@@ -37,7 +37,7 @@ def build_publish_asset(upstream: list[AssetKey]):
                 raise Failure(description=f"wave {wave}: this run wrote no table of the wave, so there is nothing "
                                           "to publish; materialise the whole wave (lbc run, or lbc_main_job)")
             tables = publishing.publish_wave(con, wave, run, data_dir())
-            publishing.discard_stale(con, data_dir(), runs_in_progress(context))
+            publishing.discard_stale(con, data_dir(), wave, runs_in_progress(context))
         context.log.info(f"wave {wave}: published {len(tables)} tables ({sum(tables.values())} rows) of run {run}")
         return MaterializeResult(metadata={
             "dagster/row_count": 1,

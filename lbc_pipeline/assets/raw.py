@@ -42,7 +42,7 @@ def load_raw_wave(context: AssetExecutionContext, duckdb: DuckDBResource):
     tables = {t: f for t, f in wave_files.raw_tables(loaded_at).items() if t in selected}
     with duckdb.get_connection() as con:
         if publishing_run(context.run):  # what failed or killed runs left pending is discarded
-            for stale in discard_stale(con, data_dir(), runs_in_progress(context)):
+            for stale in discard_stale(con, data_dir(), wave, runs_in_progress(context)):
                 context.log.info(f"discarded the pending rows and files of unfinished run {stale}")
         replace_wave(con, tables, wave)
     for table, frame in tables.items():

@@ -149,50 +149,42 @@ def _point(link: Path, target: Path) -> None:
         shutil.rmtree(previous, ignore_errors=True)
 
 
-def sync_files(con: duckdb.DuckDBPyConnection, data_dir: Path, keep_runs: Iterable[str] | None = None) -> None:
-    """Point each wave's artifacts and reports links at its live version (redoing a publish
-    step that died between its commit and its rename; the superseded version is deleted).
-    With `keep_runs` (the runs still in progress), also delete every version folder that is
-    neither live nor theirs: what failed or killed runs left."""
-    live = live_versions(con)
-    for kind in FILE_KINDS:
-        root = data_dir / kind / VERSIONS_DIR
-        for wave, run in live.items():
-            target = root / wave / run
+def sync_files(con: duckdb.DuckDBPyConnection, data_dir: Path) -> None:
+    """Point each wave's artifacts and reports links at its live version, redoing a publish
+    step that died between its commit and its rename (the superseded version is deleted)."""
+    for wave, run in live_versions(con).items():
+        for kind in FILE_KINDS:
+            target = data_dir / kind / VERSIONS_DIR / wave / run
             if target.is_dir():
                 _point(data_dir / kind / wave, target)
-        if keep_runs is None or not root.is_dir():
-            continue
-        keep = set(keep_runs)
-        for wave_dir in root.iterdir():
-            if not wave_dir.is_dir() or wave_dir.is_symlink():
-                continue
-            for version in wave_dir.iterdir():
-                live_here = live.get(wave_dir.name) == version.name
-                if live_here or version.name in keep or version.is_symlink():
-                    continue
-                link = data_dir / kind / wave_dir.name
-                if link.is_symlink() and Path(os.path.realpath(link)) == Path(os.path.realpath(version)):
-                    continue  # still what consumers see (e.g. an unversioned folder)
-                shutil.rmtree(version, ignore_errors=True)
 
 
-def discard_stale(con: duckdb.DuckDBPyConnection, data_dir: Path, keep_runs: Iterable[str]) -> list[str]:
-    """Delete the pending rows and version folders of runs that are not in `keep_runs` (the
-    runs in progress): what failed or killed runs left. Returns the runs discarded."""
+def discard_stale(con: duckdb.DuckDBPyConnection, data_dir: Path, wave: str, keep_runs: Iterable[str]) -> list[str]:
+    """Delete the pending rows and version folders of `wave` written by runs not in
+    `keep_runs` (the runs in progress): what its failed or killed runs left, kept for
+    inspection until the wave is run again. Returns the runs discarded."""
     keep = set(keep_runs)
     try:
-        stale = sorted({r for (r,) in con.execute(f"select distinct run_id from {REGISTRY}").fetchall()} - keep)
+        written = {r for (r,) in con.execute(f"select distinct run_id from {REGISTRY} where wave = ?", [wave]).fetchall()}
     except duckdb.CatalogException:
-        stale = []
-    if stale:
-        listed = ", ".join(_literal(r) for r in stale)
+        written = set()
+    folders = {p.name for kind in FILE_KINDS for p in (data_dir / kind / VERSIONS_DIR / wave).glob("*")
+               if p.is_dir() and not p.is_symlink()}
+    live = live_versions(con).get(wave)
+    stale = sorted((written | folders) - keep - {live, "unversioned"})
+    if written - keep:
+        listed = ", ".join(_literal(r) for r in sorted(written - keep))
         with _transaction(con):
             tables = [t for (t,) in con.execute(f"select distinct table_name from {REGISTRY} "
-                                                f"where run_id in ({listed})").fetchall()]
+                                                f"where wave = ? and run_id in ({listed})", [wave]).fetchall()]
             for table in tables:
-                con.execute(f"delete from {pending_table(table)} where {PENDING_RUN} in ({listed})")
-            con.execute(f"delete from {REGISTRY} where run_id in ({listed})")
+                con.execute(f"delete from {pending_table(table)} where wave = ? and {PENDING_RUN} in ({listed})", [wave])
+            con.execute(f"delete from {REGISTRY} where wave = ? and run_id in ({listed})", [wave])
             _drop_unused(con, tables)
-    sync_files(con, data_dir, keep)
+    for kind in FILE_KINDS:
+        for run in stale:
+            folder = data_dir / kind / VERSIONS_DIR / wave / run
+            if folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
+    sync_files(con, data_dir)
     return stale

@@ -133,15 +133,18 @@ def test_a_failed_publish_changes_nothing(warehouse, tmp_path, monkeypatch):
     assert publish.live_versions(warehouse) == {}
 
 
-def test_discard_stale_drops_what_dead_runs_left_and_keeps_live_runs(warehouse, tmp_path):
-    for run, n in (("dead", 8), ("live", 9)):
+def test_discard_stale_drops_what_dead_runs_of_the_wave_left_and_keeps_the_rest(warehouse, tmp_path):
+    for run, wave, n in (("dead", "2019", 8), ("live", "2019", 9), ("dead-other-wave", "2020", 7)):
         set_pending_run(warehouse, run)
-        replace_wave(warehouse, {REASONS: _reasons("2019", n)}, "2019")
-        (tmp_path / "reports" / ".versions" / "2019" / run).mkdir(parents=True)
-    assert publish.discard_stale(warehouse, tmp_path, keep_runs={"live"}) == ["dead"]
+        replace_wave(warehouse, {REASONS: _reasons(wave, n)}, wave)
+        (tmp_path / "reports" / ".versions" / wave / run).mkdir(parents=True)
+    assert publish.discard_stale(warehouse, tmp_path, "2019", keep_runs={"live"}) == ["dead"]
     assert publish.pending_tables(warehouse, "2019", "dead") == {}
     assert publish.pending_tables(warehouse, "2019", "live") == {REASONS: 1}
     assert sorted(p.name for p in (tmp_path / "reports" / ".versions" / "2019").iterdir()) == ["live"]
+    # another wave's failed run stays for inspection until that wave is run again
+    assert publish.pending_tables(warehouse, "2020", "dead-other-wave") == {REASONS: 1}
+    assert (tmp_path / "reports" / ".versions" / "2020" / "dead-other-wave").is_dir()
 
 
 def test_files_are_published_by_repointing_the_waves_link(tmp_path, monkeypatch):
@@ -179,7 +182,7 @@ def test_a_kill_between_the_commit_and_the_link_heals_on_the_next_sync(tmp_path,
         assert (reports_dir("2019") / "report.html").read_text() == "run-a"
         monkeypatch.undo()
         monkeypatch.setenv("LBC_DATA_DIR", str(tmp_path))
-        publish.sync_files(con, tmp_path, keep_runs=())  # what the next run does first
+        publish.sync_files(con, tmp_path)  # what the next run does first
         assert (reports_dir("2019") / "report.html").read_text() == "run-b"
 
 
