@@ -13,7 +13,7 @@ from lbc_pipeline.assets._common import check_result, key_of, materialized, sele
 from lbc_pipeline.config import read_manifest, wave_folder
 from lbc_pipeline.lib.analysis.sample import build_sample, pseudonym_key
 from lbc_pipeline.lib.io.warehouse import create_views, read_wave, replace_wave
-from lbc_pipeline.lib.quality import rules
+from lbc_pipeline.lib.quality import gx_worker, rules
 from lbc_pipeline.resources import QualityConfig
 
 _CODE = ("lib/analysis", "lib/quality", "lib/io", "assets/analysis.py")
@@ -53,6 +53,9 @@ def build_analysis(context: AssetExecutionContext, duckdb: DuckDBResource, quali
         missing = read_wave(con, "staging.missing_values", wave)
         distribution = read_wave(con, "staging.distribution", wave)
     result = build_sample(questionnaires, missing, distribution, manifest, wave, pseudonym_key())
+    # the great-expectations suite validates in its worker while this step writes its tables
+    gx = (gx_worker.submit(result.analytic_sample, manifest, quality_config.settings())
+          if GX_CHECK in {key.name for key in context.selected_asset_check_keys} else None)
     built = {  # in lineage order: a multi-asset yields its tables upstream first
         "analysis.measures": result.measures,
         "analysis.teacher_attitude_efa": pl.DataFrame(result.factor.as_rows(wave)),
@@ -79,18 +82,42 @@ def build_analysis(context: AssetExecutionContext, duckdb: DuckDBResource, quali
         if table == "analysis.scale_reliability":
             extra["depression_alpha"] = float(result.reliability[0].alpha)
         yield materialized(table, frame, **extra)
-    yield from blocking_check_results(context, result, manifest, quality_config)
+    yield from blocking_check_results(context, result, manifest, quality_config, gx)
 
 
-def blocking_check_results(context: AssetExecutionContext, result, manifest, quality_config: QualityConfig):
-    """The ERROR checks on the flow and the sample that this run selected."""
+GX_CHECK = "analytic_sample_expectations"
+
+
+def gx_check_in_run(context: AssetExecutionContext) -> bool:
+    """Whether this run (may) validate the analysis sample with great-expectations in this
+    process (the in-process executors: `lbc run`, tests; a multiprocess run validates in the
+    analysis step's own process)."""
+    if context.job_def.executor_def.name not in ("execute_in_process_executor", "in_process"):
+        return False
+    run = context.run
+    if run.asset_check_selection is not None:
+        return any(key.name == GX_CHECK for key in run.asset_check_selection)
+    return run.asset_selection is None or key_of("analysis.analytic_sample") in run.asset_selection
+
+
+def prestart_gx_worker(context: AssetExecutionContext) -> None:
+    """Start (import and warm) the great-expectations worker now, for a run that will validate
+    the analysis sample later: the cost moves off the analysis step (see lib/quality/gx_worker)."""
+    if gx_check_in_run(context) and gx_worker.prestart():
+        context.log.debug("great-expectations worker started")
+
+
+def blocking_check_results(context: AssetExecutionContext, result, manifest, quality_config: QualityConfig,
+                           gx: gx_worker.Pending | None = None):
+    """The ERROR checks on the flow and the sample that this run selected (`gx`: the
+    great-expectations validation already submitted, else it is run here)."""
     selected = {key.name for key in context.selected_asset_check_keys}
     sample = result.analytic_sample
     outcomes = {
         "sample_flow_conservation": lambda: rules.check_conservation(result.flow, result.status),
         "sample_flow_expected_counts": lambda: rules.check_expected_counts(
             result.flow, dict(sample.group_by("migration_group").len().iter_rows()), manifest),
-        "analytic_sample_expectations": lambda: rules.check_analytic_sample_gx(sample, manifest, quality_config.settings()),
+        GX_CHECK: gx.result if gx is not None else lambda: gx_worker.validate(sample, manifest, quality_config.settings()),
     }
     for spec in BLOCKING_CHECKS:
         if spec.name in selected:
