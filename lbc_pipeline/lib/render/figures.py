@@ -24,8 +24,6 @@ the same bytes, and the parent waits for them (a failure in a child fails the wr
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
 from pathlib import Path
 
 import matplotlib
@@ -39,6 +37,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
 from lbc_pipeline.lib.marts import moderation  # noqa: E402
+from lbc_pipeline.lib.parallel import fork_map  # noqa: E402
 from lbc_pipeline.lib.marts.models import SE_TYPES  # noqa: E402
 from lbc_pipeline.lib.marts.tables import term_label  # noqa: E402
 from lbc_pipeline.lib.render.figure_files import INDEX_FILE, FigureFile  # noqa: E402
@@ -240,69 +239,17 @@ def build_figures(sample: pl.DataFrame, coefficients: pl.DataFrame, flow: pl.Dat
     return out
 
 
-def default_workers() -> int:
-    """Processes to write figures with: the cores this process may run on, 1 where fork is unavailable."""
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-_TO_WRITE: list[tuple[Figure, Path, str]] = []  # what forked writers inherit (figures are not pickled)
-
-
-def _die_with_parent(parent: int) -> None:
-    """Pool initializer: a writer ends when the process that forked it dies (Linux), never an orphan."""
-    import signal
-
-    for sig in (signal.SIGTERM, signal.SIGINT):  # not the parent's handlers (Dagster's interrupt handler)
-        signal.signal(sig, signal.SIG_DFL)
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def _write_inherited(i: int) -> int:
-    fig, folder, stem = _TO_WRITE[i]
-    write_figure(fig, folder, stem)
-    return i
-
-
 def write_figures(figures: list[tuple[str, str, str, Figure]], folder: Path,
                   workers: int | None = None) -> list[FigureFile]:
     """Write each figure as SVG and PNG under `folder`, and an index (stem, title, caption) in order.
 
-    `workers` > 1 writes them in that many forked processes (default: `default_workers()`);
-    1 writes them here. The files are the same either way.
+    `workers` > 1 writes them in that many forked processes (default: one per core, see
+    `lib/parallel.fork_map`); 1 writes them here. The files are the same either way.
     """
-    global _TO_WRITE
     folder.mkdir(parents=True, exist_ok=True)
-    workers = default_workers() if workers is None else workers
-    workers = min(workers, len(figures))
-    if workers > 1:
-        _TO_WRITE = [(fig, folder, stem) for stem, _, _, fig in figures]
-        try:
-            # largest first (the coefficient panels), so that no worker is left with a big one at the end
-            order = sorted(range(len(figures)), key=lambda i: -figures[i][3].get_size_inches().prod())
-            pool = multiprocessing.get_context("fork").Pool(workers, _die_with_parent, (os.getpid(),))
-            try:
-                done = pool.map(_write_inherited, order, chunksize=1)
-                pool.close()
-            except BaseException:
-                pool.terminate()
-                raise
-            finally:
-                pool.join()
-            assert sorted(done) == list(range(len(figures)))
-        finally:
-            _TO_WRITE = []
-    else:
-        for stem, _, _, fig in figures:
-            write_figure(fig, folder, stem)
+    # largest first (the coefficient panels), so that no worker is left with a big one at the end
+    order = sorted(range(len(figures)), key=lambda i: -figures[i][3].get_size_inches().prod())
+    fork_map(lambda f: write_figure(f[3], folder, f[0]), figures, workers, order)
     written = [FigureFile(stem, title, caption, folder / f"{stem}.svg", folder / f"{stem}.png")
                for stem, title, caption, _ in figures]
     index = [{"stem": f.stem, "title": f.title, "caption": f.caption} for f in written]
