@@ -79,8 +79,20 @@ def from_contracts() -> dict[str, dict]:
     return out
 
 
+def dumps(tables: dict[str, dict]) -> str:
+    """The catalogue as JSON with one line per column (readable diffs)."""
+    def one(value) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    blocks = []
+    for table, entry in tables.items():
+        columns = ",\n".join(f"   {one(c)}" for c in entry["columns"])
+        blocks.append(f' {one(table)}: {{\n  "description": {one(entry["description"])},\n  "columns": [\n{columns}\n  ]\n }}')
+    return "{\n" + ",\n".join(blocks) + "\n}\n"
+
+
 def main() -> int:
-    CATALOG_FILE.write_text(json.dumps(from_contracts(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    CATALOG_FILE.write_text(dumps(from_contracts()), encoding="utf-8")
     print(f"wrote {CATALOG_FILE}", file=sys.stderr)
     return 0
 
