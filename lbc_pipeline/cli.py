@@ -123,6 +123,9 @@ def run_waves(waves: list[str] | None = None, log_level: str | None = None) -> R
     if problem:
         print(f"[lbc] cannot start: {problem}", file=sys.stderr, flush=True)
         return RunSummary(1)
+    from lbc_pipeline.lib.quality import gx_worker
+
+    gx_worker.prestart()  # great-expectations imports and warms up in its worker while Dagster loads
     from dagster import DagsterInstance
 
     from lbc_pipeline.definitions import defs

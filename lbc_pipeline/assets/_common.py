@@ -24,7 +24,7 @@ from dagster import (
 )
 
 from lbc_pipeline.assets import wave_partitions
-from lbc_pipeline.lib import contracts
+from lbc_pipeline.lib.contracts import catalog
 from lbc_pipeline.lib.quality.rules import ERROR, Outcome
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -49,12 +49,13 @@ def code_version(*sources: str) -> str:
     return digest.hexdigest()[:16]
 
 
+@cache
 def column_schema(table: str) -> TableSchema:
-    """The table's columns, types and descriptions from its contract (the UI's Columns tab)."""
-    contract = contracts.schema_for(table)
+    """The table's columns, types and descriptions from its contract (the UI's Columns tab;
+    read from the contracts' catalogue, which a test holds equal to the pandera contracts)."""
     return TableSchema(columns=[
-        TableColumn(name=name, type=str(column.dtype), description=column.description or "")
-        for name, column in contract.columns.items()
+        TableColumn(name=name, type=dtype, description=description)
+        for name, dtype, description in catalog.columns(table)
     ])
 
 
@@ -74,7 +75,7 @@ def table_spec(table: str, *, deps: Iterable[str] = (), kinds: Sequence[str], co
         key_of(table),
         deps=[AssetDep(key_of(d)) for d in deps],
         group_name=schema,
-        description=description or contracts.schema_for(table).description,
+        description=description or catalog.description(table),
         kinds=set(kinds),
         owners=OWNERS,
         tags={"layer": schema, **(tags or {})},
@@ -181,7 +182,7 @@ def with_conventions(spec: AssetSpec, module: str) -> AssetSpec:
     warehouse table its name and column schema from the contract) where a spec left it out."""
     table = ".".join(spec.key.path)
     metadata = dict(spec.metadata or {})
-    if table in contracts.SCHEMAS:
+    if catalog.has_contract(table):
         metadata.setdefault("dagster/table_name", f"lbc.{table}")
         metadata.setdefault("dagster/column_schema", column_schema(table))
     return spec.replace_attributes(

@@ -15,7 +15,7 @@ from lbc_pipeline.assets._common import check_result, key_of, materialized, sele
 from lbc_pipeline.config import read_manifest, wave_folder
 from lbc_pipeline.lib.analysis.sample import build_sample, pseudonym_key
 from lbc_pipeline.lib.io.warehouse import create_views, read_wave, replace_wave
-from lbc_pipeline.lib.quality import rules
+from lbc_pipeline.lib.quality import gx_worker, rules
 from lbc_pipeline.resources import QualityConfig
 
 _CODE = ("lib/analysis", "lib/quality", "lib/io", "assets/analysis.py")
@@ -63,6 +63,9 @@ def build_analysis(context: AssetExecutionContext, duckdb: DuckDBResource, quali
         missing = read_wave(con, "staging.missing_values", wave)
         distribution = read_wave(con, "staging.distribution", wave)
     result = build_sample(questionnaires, missing, distribution, manifest, wave, pseudonym_key())
+    # the great-expectations suite validates in its worker while this step writes its tables
+    gx = (gx_worker.submit(result.analytic_sample, manifest, quality_config.settings())
+          if GX_CHECK in {key.name for key in context.selected_asset_check_keys} else None)
     built = {  # in lineage order: a multi-asset yields its tables upstream first
         "analysis.measures": result.measures,
         "analysis.teacher_attitude_efa": pl.DataFrame(result.factor.as_rows(wave)),
@@ -73,13 +76,18 @@ def build_analysis(context: AssetExecutionContext, duckdb: DuckDBResource, quali
         "analysis.analytic_sample": result.analytic_sample,
         "analysis.scale_reliability": pl.DataFrame([r.as_row(wave, "analysed") for r in result.reliability]),
     }
-    outcomes = quality_outcomes(context, result, manifest, quality_config)
-    built["analysis.check_results"] = rules.outcomes_table(wave, outcomes)
     selected = selected_tables(context)
     tables = {t: f for t, f in built.items() if t in selected}
     with duckdb.get_connection() as con:
         replace_wave(con, tables, wave)
+    # every check's outcome (great-expectations' from its worker, which ran meanwhile)
+    outcomes = quality_outcomes(context, result, manifest, quality_config, gx)
+    checks = {"analysis.check_results": rules.outcomes_table(wave, outcomes)}
+    checks = {t: f for t, f in checks.items() if t in selected}
+    with duckdb.get_connection() as con:
+        replace_wave(con, checks, wave)
         create_views(con, ("staging", "analysis"))
+    tables.update(checks)
     for table, frame in tables.items():
         extra = {}
         if table == "analysis.sample_flow":
@@ -95,9 +103,33 @@ def build_analysis(context: AssetExecutionContext, duckdb: DuckDBResource, quali
         yield check_result(outcome, name, asset)
 
 
-def quality_outcomes(context: AssetExecutionContext, result, manifest, quality_config: QualityConfig):
+GX_CHECK = "analytic_sample_expectations"
+
+
+def gx_check_in_run(context: AssetExecutionContext) -> bool:
+    """Whether this run (may) validate the analysis sample with great-expectations in this
+    process (the in-process executors: `lbc run`, tests; a multiprocess run validates in the
+    analysis step's own process)."""
+    if context.job_def.executor_def.name not in ("execute_in_process_executor", "in_process"):
+        return False
+    run = context.run
+    if run.asset_check_selection is not None:
+        return any(key.name == GX_CHECK for key in run.asset_check_selection)
+    return run.asset_selection is None or key_of("analysis.analytic_sample") in run.asset_selection
+
+
+def prestart_gx_worker(context: AssetExecutionContext) -> None:
+    """Start (import and warm) the great-expectations worker now, for a run that will validate
+    the analysis sample later: the cost moves off the analysis step (see lib/quality/gx_worker)."""
+    if gx_check_in_run(context) and gx_worker.prestart():
+        context.log.debug("great-expectations worker started")
+
+
+def quality_outcomes(context: AssetExecutionContext, result, manifest, quality_config: QualityConfig,
+                     gx: gx_worker.Pending | None = None):
     """(check name, guarded table, outcome) of each check on the flow and the sample that
-    this run selected, in the order of QUALITY_CHECKS."""
+    this run selected, in the order of QUALITY_CHECKS (`gx`: the great-expectations
+    validation already submitted, else it is run here)."""
     selected = {key.name for key in context.selected_asset_check_keys}
     sample = result.analytic_sample
     settings = quality_config.settings()
@@ -105,7 +137,7 @@ def quality_outcomes(context: AssetExecutionContext, result, manifest, quality_c
         "sample_flow_conservation": lambda: rules.check_conservation(result.flow, result.status),
         "sample_flow_expected_counts": lambda: rules.check_expected_counts(
             result.flow, dict(sample.group_by("migration_group").len().iter_rows()), manifest),
-        "analytic_sample_expectations": lambda: rules.check_analytic_sample_gx(sample, manifest, settings),
+        GX_CHECK: gx.result if gx is not None else lambda: gx_worker.validate(sample, manifest, settings),
         "fieldwork_window": lambda: rules.check_fieldwork_window(manifest),
         "exclusion_shares": lambda: rules.check_exclusion_shares(
             result.flow_reasons, int(result.flow.filter(pl.col("step") == "valid")["n_after"][0]), settings),

@@ -28,8 +28,8 @@ from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import table_metadata
 from lbc_pipeline.config import read_manifest, reports_dir, wave_folder
 from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
-from lbc_pipeline.lib.qualitative import marts as qm
-from lbc_pipeline.lib.qualitative import pipeline, privacy
+from lbc_pipeline.lib.qualitative import privacy
+from lbc_pipeline.lib.qualitative.tables import RAW_TABLES, STAGING_TABLES
 from lbc_pipeline.lib.qualitative.report import SECTION_KEY, interviews_section
 from lbc_pipeline.lib.raw.loading import record_rejection
 from lbc_pipeline.lib.raw.reading import RawFileError
@@ -38,8 +38,8 @@ from lbc_pipeline.resources import publishing_run
 
 
 GROUP = "qualitative"
-_RAW = [AssetDep(t.split(".")) for t in pipeline.RAW_TABLES[:3]]
-_STAGING = [AssetDep(t.split(".")) for t in pipeline.STAGING_TABLES]
+_RAW = [AssetDep(t.split(".")) for t in RAW_TABLES[:3]]
+_STAGING = [AssetDep(t.split(".")) for t in STAGING_TABLES]
 _SURVEY_RAW = [AssetDep(["raw", "questionnaires"]), AssetDep(["raw", "distribution"])]
 REGISTRY_CHECK = "interview_registry_matches_design"
 QUARANTINE_CHECK = "interview_rows_pass_the_rules"
@@ -60,6 +60,8 @@ def _spec(table: str, description: str, deps=()) -> AssetSpec:
 )
 def load_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Read a wave's interviews folder (three tables or a REFI-QDA .qdpx) into the raw layer."""
+    from lbc_pipeline.lib.qualitative import marts as qm, pipeline  # pandera: in the body, not when loading definitions
+
     wave = context.partition_key
     loaded_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     try:
@@ -94,9 +96,11 @@ def load_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
 )
 def stage_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Apply the interview rules, quarantine rows that break them, redact names in excerpts."""
+    from lbc_pipeline.lib.qualitative import marts as qm, pipeline  # pandera: in the body, not when loading definitions
+
     wave = context.partition_key
     with duckdb.get_connection() as con:
-        raw = {t: read_wave(con, t, wave) for t in pipeline.RAW_TABLES[:3]}
+        raw = {t: read_wave(con, t, wave) for t in RAW_TABLES[:3]}
         names = privacy.survey_names(con)
         distribution = read_wave(con, "raw.distribution", wave)
     staged = pipeline.stage(raw, names, distribution, read_manifest(wave_folder(wave)), wave)
@@ -132,9 +136,11 @@ def stage_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
 )
 def summarise_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Count the registry against the design and build the code matrix."""
+    from lbc_pipeline.lib.qualitative import marts as qm, pipeline  # pandera: in the body, not when loading definitions
+
     wave = context.partition_key
     with duckdb.get_connection() as con:
-        staged = {t: read_wave(con, t, wave) for t in pipeline.STAGING_TABLES}
+        staged = {t: read_wave(con, t, wave) for t in STAGING_TABLES}
         delivered = not read_wave(con, "raw.interviews", wave).is_empty()
     try:
         expected = qm.expected_interviews(wave_folder(wave))
@@ -161,9 +167,11 @@ def summarise_interviews(context: AssetExecutionContext, duckdb: DuckDBResource)
 )
 def triangulate(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Set each hypothesis's survey verdict beside the interview evidence (the joint display)."""
+    from lbc_pipeline.lib.qualitative import marts as qm, pipeline  # pandera: in the body, not when loading definitions
+
     wave = context.partition_key
     with duckdb.get_connection() as con:
-        staged = {t: read_wave(con, t, wave) for t in pipeline.STAGING_TABLES}
+        staged = {t: read_wave(con, t, wave) for t in STAGING_TABLES}
         hypotheses = read_wave(con, "marts.hypotheses", wave)
         distribution = read_wave(con, "raw.distribution", wave)
     try:

@@ -6,8 +6,9 @@ from dagster import AssetExecutionContext, Failure, multi_asset
 from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets._common import materialized, selected_tables, table_spec
-from lbc_pipeline.config import data_dir
+from lbc_pipeline.assets.analysis import prestart_gx_worker
 from lbc_pipeline.assets.publish import runs_in_progress
+from lbc_pipeline.config import data_dir
 from lbc_pipeline.lib.io.publish import discard_stale
 from lbc_pipeline.lib.io.warehouse import replace_wave
 from lbc_pipeline.resources import publishing_run
@@ -30,6 +31,7 @@ _PERSONAL = {"pii": "names_and_roll_numbers"}
 def load_raw_wave(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Read a wave's questionnaires and distribution files into the raw layer."""
     wave = context.partition_key
+    prestart_gx_worker(context)  # great-expectations imports and warms up while the run goes on
     loaded_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     try:
         wave_files = load_wave_files(wave)

@@ -8,7 +8,8 @@ from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import materialized, table_spec
 from lbc_pipeline.config import reports_dir
 from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
-from lbc_pipeline.lib.marts import missing_data, moderation, robustness, sensitivity
+# lib.marts.{moderation, missing_data, sensitivity, robustness} (scipy, statsmodels, pandera) are
+# imported in the asset bodies: loading the definitions does not need them.
 from lbc_pipeline.lib.render import figure_files
 from lbc_pipeline.resources import publishing_run
 
@@ -35,6 +36,8 @@ def _write(context: AssetExecutionContext, duckdb: DuckDBResource, marts: dict):
 @multi_asset(specs=[_spec("marts.simple_slopes", [SAMPLE]), _spec("marts.johnson_neyman", [SAMPLE])])
 def explain_moderation(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Simple slopes and Johnson-Neyman regions of the six Table 4 models."""
+    from lbc_pipeline.lib.marts import moderation
+
     wave = context.partition_key
     with duckdb.get_connection() as con:
         sample = read_wave(con, "analysis.analytic_sample", wave)
@@ -73,6 +76,8 @@ def draw_figures(context: AssetExecutionContext, duckdb: DuckDBResource):
 @multi_asset(specs=[_spec("marts.cluster_sensitivity", SOURCES + [SAMPLE]), _spec("marts.multilevel_icc", SOURCES + [SAMPLE])])
 def test_clustering(context: AssetExecutionContext, duckdb: DuckDBResource):
     """School fixed effects, wild cluster bootstrap (Rademacher, Webb) and a class random intercept."""
+    from lbc_pipeline.lib.marts import sensitivity
+
     wave = context.partition_key
     with duckdb.get_connection() as con:
         measures = read_wave(con, "analysis.measures", wave)
@@ -84,6 +89,8 @@ def test_clustering(context: AssetExecutionContext, duckdb: DuckDBResource):
 @multi_asset(specs=[_spec("marts.mcar_test", SOURCES), _spec("marts.mi_coefficients", SOURCES + [SAMPLE])])
 def handle_missing_data(context: AssetExecutionContext, duckdb: DuckDBResource):
     """Little's MCAR test and the models after multiple imputation (Rubin's rules)."""
+    from lbc_pipeline.lib.marts import missing_data
+
     wave = context.partition_key
     with duckdb.get_connection() as con:
         measures = read_wave(con, "analysis.measures", wave)
@@ -96,6 +103,8 @@ def handle_missing_data(context: AssetExecutionContext, duckdb: DuckDBResource):
                                                "marts.mi_coefficients"])])
 def judge_robustness(context: AssetExecutionContext, duckdb: DuckDBResource):
     """The main effect and H1-H3 under every analysis: the robustness matrix."""
+    from lbc_pipeline.lib.marts import robustness
+
     wave = context.partition_key
     with duckdb.get_connection() as con:
         matrix = robustness.robustness_matrix(read_wave(con, "marts.model_coefficients", wave),

@@ -49,3 +49,22 @@ register("raw.rejected_files", pa.DataFrameSchema({
     "message": pa.Column(pl.String, description="The full message: file, row, column and reason"),
     "rejected_at": pa.Column(pl.Datetime("us"), description="When the delivery was rejected (UTC)"),
 }, strict=False, description="One row per rejected delivery attempt: the file, row and column at fault and why (history kept)"))
+
+
+# The changes the raw reader (lib/raw/reading.py) made to delivered values, as lib/raw/loading.py records them.
+READ_NOTE_KINDS = ("nfkc", "qid_variant", "stata_extended_missing", "spss_user_missing", "symlink", "line_endings")
+
+READ_NOTES_SCHEMA = register("raw.read_notes", pa.DataFrameSchema({
+    "wave": pa.Column(pl.String, description="Wave id (from wave.yaml, else the folder name)"),
+    "file": pa.Column(pl.String, description="The delivered file the note is about"),
+    "source_row": pa.Column(pl.Int64, nullable=True,
+                            description="Data row of the file (1 = first data row); null for a note on the whole file"),
+    "column_name": pa.Column(pl.String, nullable=True, description="Column of the cell, as delivered; null for the whole file"),
+    "kind": pa.Column(pl.String, pa.Check.isin(READ_NOTE_KINDS), description=(
+        "What the reader did: nfkc (full-width characters normalised), qid_variant (a qid differing only "
+        "in case, read as the first spelling), stata_extended_missing / spss_user_missing (mapped to a "
+        "special code), symlink (a link to a file inside the wave folder, read), line_endings (CR-only lines)")),
+    "delivered": pa.Column(pl.String, nullable=True, description="The value as delivered (at most 40 characters)"),
+    "read_as": pa.Column(pl.String, nullable=True, description="The value as read into the raw layer (at most 40 characters)"),
+    "note": pa.Column(pl.String, description="The note in words"),
+}, strict=True, description="One row per change the reader made to a delivered file or value (latest load of each wave)"))

@@ -48,6 +48,7 @@ from lbc_pipeline.lib.contracts import WAVE, register
 from lbc_pipeline.lib.marts.blas import single_blas_thread
 from lbc_pipeline.lib.marts.models import MODERATORS, design_matrix, model_specs, significance_stars
 from lbc_pipeline.lib.marts.sensitivity_frame import add_group_dummies, complete_cases, sensitivity_frame
+from lbc_pipeline.lib.parallel import fork_map
 
 N_IMPUTATIONS = 20
 N_ITERATIONS = 10
@@ -267,11 +268,15 @@ def completed_frame(frame: pl.DataFrame, values: np.ndarray, group: np.ndarray) 
     return add_group_dummies(filled)
 
 
-def impute(frame: pl.DataFrame, m: int = N_IMPUTATIONS, seed: int = MI_SEED) -> list[pl.DataFrame]:
-    """M completed data sets, each from its own chain seeded from `seed`."""
+def impute(frame: pl.DataFrame, m: int = N_IMPUTATIONS, seed: int = MI_SEED,
+           workers: int | None = None) -> list[pl.DataFrame]:
+    """M completed data sets, each from its own chain seeded from `seed`. The chains are
+    independent: they run on every core (forked processes, numpy only), with the same
+    results as one after the other (`workers=1`)."""
     data = imputation_input(frame)
     chains = np.random.SeedSequence(seed).spawn(m)
-    return [completed_frame(frame, *impute_once(data, np.random.default_rng(s))) for s in chains]
+    completed = fork_map(lambda s: impute_once(data, np.random.default_rng(s)), chains, workers)
+    return [completed_frame(frame, values, group) for values, group in completed]
 
 
 # ------------------------------------------------------------------ Rubin's rules

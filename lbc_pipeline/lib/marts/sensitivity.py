@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandera.polars as pa
@@ -48,6 +49,7 @@ from lbc_pipeline.lib.marts.models import (
 )
 from lbc_pipeline.lib.marts.moderation import ols_covariances
 from lbc_pipeline.lib.marts.sensitivity_frame import complete_cases, sensitivity_frame
+from lbc_pipeline.lib.parallel import fork_map
 
 FOCAL_SPECIFICATION = "as_published"
 FOCAL_MODELS = ((2, 2), (4, 1), (4, 2), (4, 3), (4, 4), (4, 5), (4, 6))
@@ -176,20 +178,36 @@ def school_fixed_effects(sample: pl.DataFrame, spec: ModelSpec, wave: str) -> li
     return rows
 
 
-def wild_bootstrap_rows(sample: pl.DataFrame, spec: ModelSpec, wave: str) -> list[dict]:
-    """OLS with CR1 SEs and wild cluster bootstrap p-values (Rademacher and Webb) by school."""
+WILD_ANALYSES = ("wild_rademacher", "wild_webb")
+
+
+def wild_bootstrap_weights(g: int) -> dict[str, tuple[np.ndarray, bool]]:
+    return {"wild_rademacher": rademacher_weights(g), "wild_webb": webb_weights(g)}
+
+
+def wild_bootstrap_ps(y: np.ndarray, X: np.ndarray, clusters: np.ndarray) -> dict[str, list[float]]:
+    """Every term's wild cluster bootstrap p-value under each weight distribution (numpy only)."""
+    g = int(clusters.max()) + 1
+    return {analysis: [wild_bootstrap_p(y, X, clusters, j, weights) for j in range(X.shape[1])]
+            for analysis, (weights, _) in wild_bootstrap_weights(g).items()}
+
+
+def wild_bootstrap_rows(sample: pl.DataFrame, spec: ModelSpec, wave: str,
+                        p_values: dict[str, list[float]] | None = None) -> list[dict]:
+    """OLS with CR1 SEs and wild cluster bootstrap p-values (Rademacher and Webb) by school
+    (`p_values`: as `wild_bootstrap_ps` gives them, computed elsewhere)."""
     y, X = design_matrix(sample, spec)
     clusters = codes(sample[SCHOOL_COLUMN])
     g = int(clusters.max()) + 1
     beta, se = cr1_standard_errors(y, X, clusters)
+    p_values = p_values if p_values is not None else wild_bootstrap_ps(y, X, clusters)
     rows = []
-    for analysis, (weights, enumerated) in (("wild_rademacher", rademacher_weights(g)), ("wild_webb", webb_weights(g))):
+    for analysis, (weights, enumerated) in wild_bootstrap_weights(g).items():
         how = (f"all {weights.shape[1]} patterns of {g} clusters enumerated; smallest attainable p "
                f"{(2 if analysis == 'wild_rademacher' else 6) / weights.shape[1]:.4g}" if enumerated
                else f"{weights.shape[1]} draws, seed {BOOTSTRAP_SEED}")
         for j, term in enumerate(spec.terms):
-            p = wild_bootstrap_p(y, X, clusters, j, weights)
-            rows.append(row(wave, spec, term, analysis, beta[j], se[j], p, len(y), g,
+            rows.append(row(wave, spec, term, analysis, beta[j], se[j], p_values[analysis][j], len(y), g,
                             f"{ANALYSIS_NOTES[analysis]}; {how}"))
     return rows
 
@@ -214,34 +232,66 @@ def icc(result) -> tuple[float, float, float]:
     return between, within, between / (between + within)
 
 
-def multilevel_rows(sample: pl.DataFrame, spec: ModelSpec, wave: str) -> tuple[list[dict], dict]:
-    """The model with a random intercept for class: coefficient rows and its ICC row."""
+@dataclass(frozen=True)
+class RandomInterceptFit:
+    """What the tables keep of a MixedLM random-intercept fit (small: it crosses processes)."""
+
+    fe_params: np.ndarray
+    bse_fe: np.ndarray
+    between: float
+    within: float
+    icc: float
+    converged: bool
+    warnings: tuple[str, ...]
+
+
+def random_intercept_fit(design: tuple[np.ndarray, np.ndarray, np.ndarray]) -> RandomInterceptFit:
+    """`fit_random_intercept` on (y, X, groups), summarised (numpy and statsmodels only)."""
+    y, X, groups = design
+    result, caught = fit_random_intercept(y, X, groups)
+    between, within, value = icc(result)
+    return RandomInterceptFit(np.asarray(result.fe_params), np.asarray(result.bse_fe), between, within, value,
+                              bool(result.converged), tuple(caught))
+
+
+def multilevel_rows(sample: pl.DataFrame, spec: ModelSpec, wave: str,
+                    fit: RandomInterceptFit | None = None) -> tuple[list[dict], dict]:
+    """The model with a random intercept for class: coefficient rows and its ICC row (`fit`:
+    `random_intercept_fit` of its design, computed elsewhere)."""
     y, X = design_matrix(sample, spec)
     groups = codes(sample[CLASS_COLUMN])
-    result, caught = fit_random_intercept(y, X, groups)
+    fit = fit if fit is not None else random_intercept_fit((y, X, groups))
     k = X.shape[1]
-    params, bse = np.asarray(result.fe_params), np.asarray(result.bse_fe)
+    params, bse = fit.fe_params, fit.bse_fe
     n_classes = int(groups.max()) + 1
     rows = [row(wave, spec, term, "multilevel_class", params[j], bse[j], 2 * stats.norm.sf(abs(params[j] / bse[j])),
                 len(y), n_classes, ANALYSIS_NOTES["multilevel_class"]) for j, term in enumerate(spec.terms)]
     assert len(rows) == k
-    between, within, value = icc(result)
     return rows, {"wave": wave, "model": spec.label, "table_no": spec.table_no, "model_no": spec.model_no,
-                  "n_obs": len(y), "n_classes": n_classes, "class_variance": between,
-                  "residual_variance": within, "icc": value, "converged": bool(result.converged),
-                  "warnings": "; ".join(sorted(set(caught))) or None}
+                  "n_obs": len(y), "n_classes": n_classes, "class_variance": fit.between,
+                  "residual_variance": fit.within, "icc": fit.icc, "converged": fit.converged,
+                  "warnings": "; ".join(sorted(set(fit.warnings))) or None}
 
 
-def empty_model_icc(sample: pl.DataFrame, wave: str) -> dict:
-    """ICC of depression itself: the random-intercept model with only a constant."""
+def empty_model_design(sample: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y = sample["depression"].cast(pl.Float64).to_numpy()
-    groups = codes(sample[CLASS_COLUMN])
-    result, caught = fit_random_intercept(y, np.ones((len(y), 1)), groups)
-    between, within, value = icc(result)
+    return y, np.ones((len(y), 1)), codes(sample[CLASS_COLUMN])
+
+
+def empty_model_icc(sample: pl.DataFrame, wave: str, fit: RandomInterceptFit | None = None) -> dict:
+    """ICC of depression itself: the random-intercept model with only a constant."""
+    y, X, groups = empty_model_design(sample)
+    fit = fit if fit is not None else random_intercept_fit((y, X, groups))
     return {"wave": wave, "model": "Empty model (depression only)", "table_no": 0, "model_no": 0,
-            "n_obs": len(y), "n_classes": int(groups.max()) + 1, "class_variance": between,
-            "residual_variance": within, "icc": value, "converged": bool(result.converged),
-            "warnings": "; ".join(sorted(set(caught))) or None}
+            "n_obs": len(y), "n_classes": int(groups.max()) + 1, "class_variance": fit.between,
+            "residual_variance": fit.within, "icc": fit.icc, "converged": fit.converged,
+            "warnings": "; ".join(sorted(set(fit.warnings))) or None}
+
+
+def _numeric_work(task: tuple[str, tuple]):
+    """One independent numeric piece of the clustering analyses (run in a forked worker)."""
+    kind, arrays = task
+    return random_intercept_fit(arrays) if kind == "multilevel" else wild_bootstrap_ps(*arrays)
 
 
 CLUSTER_SCHEMA = {
@@ -265,11 +315,21 @@ def clustering_sensitivity(sample: pl.DataFrame, wave: str) -> tuple[pl.DataFram
     missing = {SCHOOL_COLUMN, CLASS_COLUMN} - set(sample.columns)
     if missing:
         raise ValueError(f"the clustering sensitivity needs columns {sorted(missing)} in the sample of wave {wave!r}")
-    rows, iccs = [], [empty_model_icc(sample, wave)]
-    for spec in focal_specs():
+    # The random-intercept fits and the bootstrap p-values are independent numpy work: they
+    # run on every core (forked workers), on arrays built here (polars stays in this process).
+    specs = focal_specs()
+    schools, classes = codes(sample[SCHOOL_COLUMN]), codes(sample[CLASS_COLUMN])
+    designs = [design_matrix(sample, spec) for spec in specs]
+    tasks = [("multilevel", empty_model_design(sample))]
+    tasks += [("multilevel", (y, X, classes)) for y, X in designs]
+    tasks += [("wild", (y, X, schools)) for y, X in designs]
+    done = fork_map(_numeric_work, tasks)
+    fits, p_values = done[:len(specs) + 1], done[len(specs) + 1:]
+    rows, iccs = [], [empty_model_icc(sample, wave, fits[0])]
+    for spec, fit, ps in zip(specs, fits[1:], p_values):
         rows += school_fixed_effects(sample, spec, wave)
-        rows += wild_bootstrap_rows(sample, spec, wave)
-        ml_rows, icc_row = multilevel_rows(sample, spec, wave)
+        rows += wild_bootstrap_rows(sample, spec, wave, ps)
+        ml_rows, icc_row = multilevel_rows(sample, spec, wave, fit)
         rows += ml_rows
         iccs.append(icc_row)
     order = {a: i for i, a in enumerate(ANALYSES)}

@@ -20,9 +20,7 @@ from lbc_pipeline.lib.qualitative.reading import interview_folder, read_intervie
 from lbc_pipeline.lib.qualitative.redact import Redactor, dictionary
 from lbc_pipeline.lib.qualitative.staging import StagedInterviews, stage_interviews
 
-RAW_TABLES = ("raw.interviews", "raw.interview_segments", "raw.interview_codes", "raw.interview_load_log")
-STAGING_TABLES = ("staging.interviews", "staging.interview_codes", "staging.interview_segments",
-                  "staging.interview_quarantine")
+from lbc_pipeline.lib.qualitative.tables import RAW_TABLES, STAGING_TABLES  # noqa: E402,F401  (re-exported)
 
 
 def load_interviews(wave_folder: Path, wave: str, loaded_at: dt.datetime) -> dict[str, pl.DataFrame]:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
-import pandera.polars as pa
 import polars as pl
 
 from lbc_pipeline.config import ManifestError, WaveManifest, read_manifest, wave_folder
@@ -26,24 +25,9 @@ from lbc_pipeline.lib.raw.reading import (
     read_raw_file,
 )
 from lbc_pipeline.lib.io.warehouse import append_rows
-from lbc_pipeline.lib.contracts import register
+from lbc_pipeline.lib import contracts
 
-READ_NOTE_KINDS = ("nfkc", "qid_variant", "stata_extended_missing", "spss_user_missing", "symlink", "line_endings")
-
-READ_NOTES_SCHEMA = register("raw.read_notes", pa.DataFrameSchema({
-    "wave": pa.Column(pl.String, description="Wave id (from wave.yaml, else the folder name)"),
-    "file": pa.Column(pl.String, description="The delivered file the note is about"),
-    "source_row": pa.Column(pl.Int64, nullable=True,
-                            description="Data row of the file (1 = first data row); null for a note on the whole file"),
-    "column_name": pa.Column(pl.String, nullable=True, description="Column of the cell, as delivered; null for the whole file"),
-    "kind": pa.Column(pl.String, pa.Check.isin(READ_NOTE_KINDS), description=(
-        "What the reader did: nfkc (full-width characters normalised), qid_variant (a qid differing only "
-        "in case, read as the first spelling), stata_extended_missing / spss_user_missing (mapped to a "
-        "special code), symlink (a link to a file inside the wave folder, read), line_endings (CR-only lines)")),
-    "delivered": pa.Column(pl.String, nullable=True, description="The value as delivered (at most 40 characters)"),
-    "read_as": pa.Column(pl.String, nullable=True, description="The value as read into the raw layer (at most 40 characters)"),
-    "note": pa.Column(pl.String, description="The note in words"),
-}, strict=True, description="One row per change the reader made to a delivered file or value (latest load of each wave)"))
+# The contract of raw.read_notes (READ_NOTE_KINDS, READ_NOTES_SCHEMA) is in lib/contracts/raw.py.
 READ_NOTES_COLUMNS = {"wave": pl.String, "file": pl.String, "source_row": pl.Int64, "column_name": pl.String,
                       "kind": pl.String, "delivered": pl.String, "read_as": pl.String, "note": pl.String}
 
@@ -91,7 +75,7 @@ class WaveFiles:
             "raw.questionnaires": as_raw(self.questionnaires),
             "raw.distribution": as_raw(self.distribution),
             "raw.load_log": log,
-            "raw.read_notes": READ_NOTES_SCHEMA.validate(notes),
+            "raw.read_notes": contracts.schema_for("raw.read_notes").validate(notes),
         }
 
 

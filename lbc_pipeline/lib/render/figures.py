@@ -14,6 +14,11 @@ Figures (file stems):
 Files are byte-identical on rerun: the object-oriented API (no pyplot state), the Agg
 backend, a fixed SVG hash salt, no creation date or software tag in the files, and fonts
 shipped with matplotlib (DejaVu Sans).
+
+Writing (laying out, rasterising, encoding) costs far more than drawing the figures. Where
+the platform forks (Linux), the drawn figures are written by a pool of forked processes, one
+per available core: the children inherit the figures and matplotlib already imported, write
+the same bytes, and the parent waits for them (a failure in a child fails the write).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
 from lbc_pipeline.lib.marts import moderation  # noqa: E402
+from lbc_pipeline.lib.parallel import fork_map  # noqa: E402
 from lbc_pipeline.lib.marts.models import SE_TYPES  # noqa: E402
 from lbc_pipeline.lib.marts.tables import term_label  # noqa: E402
 from lbc_pipeline.lib.render.figure_files import INDEX_FILE, FigureFile  # noqa: E402
@@ -200,7 +206,8 @@ def write_figure(fig: Figure, folder: Path, stem: str) -> tuple[Path, Path]:
     svg, png = folder / f"{stem}.svg", folder / f"{stem}.png"
     with rc_context(RC):
         fig.savefig(png, format="png", dpi=PNG_DPI, metadata=PNG_METADATA)
-        fig.set_layout_engine("none")  # keep the constrained layout of the first save: lay out once
+        fig.set_layout_engine(None)  # keep the constrained layout of the first save: lay out once (None, not
+        # "none": "none" leaves a placeholder engine, and savefig then draws the whole figure twice)
         fig.savefig(svg, format="svg", metadata=SVG_METADATA)
     return svg, png
 
@@ -232,12 +239,19 @@ def build_figures(sample: pl.DataFrame, coefficients: pl.DataFrame, flow: pl.Dat
     return out
 
 
-def write_figures(figures: list[tuple[str, str, str, Figure]], folder: Path) -> list[FigureFile]:
-    """Write each figure as SVG and PNG under `folder`, and an index (stem, title, caption) in order."""
-    written = []
-    for stem, title, caption, fig in figures:
-        svg, png = write_figure(fig, folder, stem)
-        written.append(FigureFile(stem, title, caption, svg, png))
+def write_figures(figures: list[tuple[str, str, str, Figure]], folder: Path,
+                  workers: int | None = None) -> list[FigureFile]:
+    """Write each figure as SVG and PNG under `folder`, and an index (stem, title, caption) in order.
+
+    `workers` > 1 writes them in that many forked processes (default: one per core, see
+    `lib/parallel.fork_map`); 1 writes them here. The files are the same either way.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    # largest first (the coefficient panels), so that no worker is left with a big one at the end
+    order = sorted(range(len(figures)), key=lambda i: -figures[i][3].get_size_inches().prod())
+    fork_map(lambda f: write_figure(f[3], folder, f[0]), figures, workers, order)
+    written = [FigureFile(stem, title, caption, folder / f"{stem}.svg", folder / f"{stem}.png")
+               for stem, title, caption, _ in figures]
     index = [{"stem": f.stem, "title": f.title, "caption": f.caption} for f in written]
     (folder / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
     return written

@@ -12,7 +12,6 @@ from __future__ import annotations
 import polars as pl
 
 from lbc_pipeline.lib.io.warehouse import has_table, read_wave
-from lbc_pipeline.lib.marts.robustness import ANALYSES, SHORT
 from lbc_pipeline.lib.render.figure_files import FigureFile, png_data_uri
 from lbc_pipeline.lib.render.report import esc, fmt, frame_table, paragraph
 
@@ -98,6 +97,8 @@ def missing_section(mcar: pl.DataFrame, mi: pl.DataFrame) -> Section:
 
 def robustness_section(matrix: pl.DataFrame) -> Section:
     """The matrix: one row per claim, one column per analysis, 'yes'/'no' with the p-value."""
+    from lbc_pipeline.lib.marts.robustness import ANALYSES, SHORT  # pandera, scipy: when rendering, not when loading definitions
+
     head = "".join(f'<th scope="col" title="{esc(ANALYSES[a])}">{esc(SHORT[a])}</th>' for a in ANALYSES)
     body = []
     for (hypothesis,), part in matrix.group_by("hypothesis", maintain_order=True):

@@ -96,6 +96,20 @@ def test_imputations_fill_only_missing_cells_with_observed_codes_and_are_seeded(
         assert done.select((pl.col("mother_away") == (pl.col("migration_group") == "mother").cast(pl.Int64)).all()).item()
 
 
+def test_chains_on_forked_workers_give_the_same_imputations_as_one_process():
+    frame = frame_with_missing()
+    serial = md.impute(frame, m=5, seed=11, workers=1)
+    forked = md.impute(frame, m=5, seed=11, workers=3)
+    assert len(serial) == len(forked) == 5
+    assert all(a.equals(b) for a, b in zip(serial, forked))
+
+
+def test_a_chain_that_fails_on_a_forked_worker_fails_the_imputation():
+    frame = frame_with_missing().with_columns(pl.lit(None, dtype=pl.Float64).alias("belong"))
+    with pytest.raises(ValueError, match="cannot impute belong"):
+        md.impute(frame, m=4, seed=11, workers=2)
+
+
 def test_without_missing_values_mi_equals_the_complete_case_fit():
     frame = random_analytic_sample(150, 4).with_columns(pl.col(c).cast(pl.Float64) for c in md.NUMERIC_VARIABLES)
     mi = md.multiple_imputation(frame, frame, "t", m=2, seed=1)

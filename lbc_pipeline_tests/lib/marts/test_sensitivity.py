@@ -139,3 +139,11 @@ def test_clustering_sensitivity_needs_the_class_column_and_validates_its_output(
     assert set(frame["analysis"]) == set(sensitivity.ANALYSES)
     with pytest.raises(pandera.errors.SchemaError):
         sensitivity.ICC_CONTRACT.validate(icc.with_columns(icc=pl.lit(1.5)))
+
+
+def test_forked_numeric_work_gives_the_same_tables_as_one_process(monkeypatch):
+    sample = clustered_sample(240, seed=31)
+    forked = sensitivity.clustering_sensitivity(sample, "t")
+    monkeypatch.setenv("LBC_WORKERS", "1")
+    serial = sensitivity.clustering_sensitivity(sample, "t")
+    assert forked[0].equals(serial[0]) and forked[1].equals(serial[1])

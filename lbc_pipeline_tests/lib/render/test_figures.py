@@ -76,6 +76,28 @@ def test_figures_are_byte_identical_on_rerun(sample, base_context, drawn, tmp_pa
     assert "<dc:date>" not in files[0].svg.read_text(encoding="utf-8")  # no creation time in the file
 
 
+def test_forked_writers_write_the_same_bytes_as_one_process(sample, base_context, drawn, tmp_path):  # noqa: F811
+    _, files, jn = drawn
+    built = figures.build_figures(sample, base_context.coefficients, FLOW, REASONS, jn)
+    one = figures.write_figures(built, tmp_path / "one", workers=1)
+    built = figures.build_figures(sample, base_context.coefficients, FLOW, REASONS, jn)
+    three = figures.write_figures(built, tmp_path / "three", workers=3)
+    assert [f.stem for f in one] == [f.stem for f in three] == [f.stem for f in files]
+    for a, b in zip(one, three):
+        assert a.png.read_bytes() == b.png.read_bytes(), a.stem
+        assert a.svg.read_bytes() == b.svg.read_bytes(), a.stem
+    assert (tmp_path / "one" / figure_files.INDEX_FILE).read_bytes() == (tmp_path / "three" / figure_files.INDEX_FILE).read_bytes()
+
+
+def test_a_figure_that_cannot_be_written_fails_the_forked_write(sample, base_context, tmp_path):  # noqa: F811
+    built = figures.build_figures(sample, base_context.coefficients, FLOW, REASONS)
+    stem, title, caption, fig = built[3]
+    fig.axes[0].text(0.5, 0.5, "$\\notacommand{$")  # mathtext that fails to parse when the figure is drawn
+    with pytest.raises(ValueError):
+        figures.write_figures(built, tmp_path / "broken", workers=2)
+    assert not (tmp_path / "broken" / figure_files.INDEX_FILE).exists()
+
+
 def test_interaction_lines_stay_within_each_groups_observed_range(sample):
     # the mother-away group holds no child with belonging 1: its line must start at 2
     sample = sample.filter(~((pl.col("migration_group") == "mother") & (pl.col("belong") == 1)))
