@@ -61,23 +61,30 @@ def _comment(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame,
 
 
 def _comment_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    """The contract's descriptions as the comments of an existing table and its columns."""
+    """The contract's descriptions as the comments of an existing table and its columns
+    (only the comments that differ are written: publishing a wave touches every table)."""
     schema, name = _split(table)
-    names = [c for (c,) in con.execute("select column_name from duckdb_columns() where schema_name = ? "
-                                       "and table_name = ? order by column_index", [schema, name]).fetchall()]
-    _comment_columns(con, table, names, *contract_docs(table))
+    current = dict(con.execute("select column_name, comment from duckdb_columns() where schema_name = ? "
+                               "and table_name = ? order by column_index", [schema, name]).fetchall())
+    table_comment = con.execute("select comment from duckdb_tables() where schema_name = ? and table_name = ?",
+                                [schema, name]).fetchall()[0][0]
+    _comment_columns(con, table, list(current), *contract_docs(table), current={None: table_comment, **current})
 
 
 def _comment_columns(con: duckdb.DuckDBPyConnection, table: str, names: list[str],
-                     description: str | None, columns: Mapping[str, str]) -> None:
+                     description: str | None, columns: Mapping[str, str],
+                     current: Mapping[str | None, str | None] | None = None) -> None:
+    """Comment the table (`description`) and its columns; `current` (None: the table's own
+    comment) lists comments already there, which are not written again."""
     schema, name = _split(table)
     target = f"{_quote(schema)}.{_quote(name)}"
-    if description:
+    current = current or {}
+    if description and current.get(None) != description:
         con.execute(f"comment on table {target} is {_literal(description)}")
     for column in names:
         text = columns.get(column) or (
             "Extra column, not in the codebook: kept as delivered" if schema == "raw" else None)
-        if text:
+        if text and current.get(column) != text:
             con.execute(f"comment on column {target}.{_quote(column)} is {_literal(text)}")
 
 
