@@ -36,13 +36,11 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _die_with_parent(parent: int) -> None:
-    """Pool initializer: default signal handlers (not the parent's, e.g. Dagster's interrupt
-    handler), and SIGTERM when the parent dies (Linux)."""
+def exit_with_parent(parent: int, code: int = 1) -> None:
+    """Make this child process get SIGTERM when its parent dies (Linux), and exit with
+    `code` now if the parent `parent` has already gone."""
     import signal
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_DFL)
     try:
         import ctypes
 
@@ -50,7 +48,17 @@ def _die_with_parent(parent: int) -> None:
     except (OSError, AttributeError):
         pass
     if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+        os._exit(code)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: default signal handlers (not the parent's, e.g. Dagster's interrupt
+    handler), and SIGTERM when the parent dies (Linux)."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    exit_with_parent(parent, 1)
 
 
 def _run_inherited(i: int):

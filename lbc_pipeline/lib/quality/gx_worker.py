@@ -41,6 +41,7 @@ from pathlib import Path
 import polars as pl
 
 from lbc_pipeline.config import WaveManifest
+from lbc_pipeline.lib.parallel import exit_with_parent
 from lbc_pipeline.lib.quality.rules import Outcome, QualitySettings, check_analytic_sample_gx
 
 TIMEOUT_S = 600.0  # a validation (import and warm-up included) that takes longer: fall back
@@ -222,19 +223,6 @@ def validate(sample: pl.DataFrame, manifest: WaveManifest, settings: QualitySett
 
 # ---- the child side --------------------------------------------------------------------
 
-def _die_with_parent(parent: int) -> None:
-    import signal
-
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(0)
-
-
 def warm_up_sample() -> tuple[pl.DataFrame, WaveManifest]:
     """A small sample shaped like the analysis sample (columns, dtypes, values in range), to
     import and run every part of great-expectations that the real validation uses."""
@@ -257,7 +245,7 @@ def warm_up_sample() -> tuple[pl.DataFrame, WaveManifest]:
 
 
 def _serve(parent: int) -> int:
-    _die_with_parent(parent)
+    exit_with_parent(parent, 0)
     protocol_in = os.fdopen(os.dup(0), "rb", buffering=0)
     protocol_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed goes to stderr, never into the protocol
