@@ -31,7 +31,7 @@ import duckdb
 
 from lbc_pipeline.config import VERSIONS_DIR
 from lbc_pipeline.lib.io.warehouse import (
-    PENDING_RUN, REGISTRY, SCHEMAS, _add_columns_from, _create_like, _comment_table, _literal, _quote, _transaction,
+    PENDING_RUN, REGISTRY, SCHEMAS, _add_columns, _create_like, _comment_table, _literal, _quote, _transaction,
     create_views, pending_table,
 )
 
@@ -85,7 +85,7 @@ def publish_wave(con: duckdb.DuckDBPyConnection, wave: str, run: str, data_dir: 
             target = f"{_quote(schema)}.{_quote(name)}"
             pending = pending_table(table)
             _create_like(con, table, f"select * exclude ({PENDING_RUN}) from {pending}")
-            _add_columns_from(con, table, pending, skip=(PENDING_RUN,))
+            _add_columns(con, schema, name, pending, skip=(PENDING_RUN,))
             con.execute(f"delete from {target} where wave = ?", [wave])
             con.execute(f"insert into {target} by name select * exclude ({PENDING_RUN}) from {pending} "
                         f"where wave = ? and {PENDING_RUN} = ?", [wave, run])

@@ -108,22 +108,29 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def _write(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame],
-           write: Callable[[str, str, str, pl.DataFrame], None]) -> dict[str, int]:
+           write: Callable[[str, str, str, pl.DataFrame], None], pending: bool = False) -> dict[str, int]:
     """Write several tables in one transaction; `write(target, schema, name, frame)` does the
     SQL for one table with the frame registered as `__frame`. Every frame is validated
     against its table's contract first (nothing is written if one fails), and the
-    contract's grain and column descriptions become the table's comments."""
+    contract's grain and column descriptions become the table's comments. With `pending`,
+    `target` is the table's pending twin (`<schema>_pending.<name>`), commented as such."""
     tables = {table: validate(table, frame) for table, frame in tables.items()}
     with _transaction(con):
         for table, frame in tables.items():
             schema, name = _split(table)
-            con.execute(f"create schema if not exists {_quote(schema)}")
+            home = schema + "_pending" if pending else schema
+            con.execute(f"create schema if not exists {_quote(home)}")
             con.register("__frame", frame)
             try:
-                write(f"{_quote(schema)}.{_quote(name)}", schema, name, frame)
+                write(f"{_quote(home)}.{_quote(name)}", home, name, frame)
             finally:
                 con.unregister("__frame")
-            _comment(con, table, frame, *contract_docs(table))
+            if pending:
+                note = (f"Pending rows of {table} written by runs not yet published (column {PENDING_RUN}); "
+                        "consumers read the published table.")
+                con.execute(f"comment on table {_quote(home)}.{_quote(name)} is {_literal(note)}")
+            else:
+                _comment(con, table, frame, *contract_docs(table))
     return {table: frame.height for table, frame in tables.items()}
 
 
@@ -131,7 +138,7 @@ def replace_table(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFr
     """Replace whole tables (every row, every wave) atomically: for cross-wave marts."""
     def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
         con.execute(f"drop table if exists {target}")
-        _create(con, target, f"{schema}.{name}")
+        _create_like(con, f"{schema}.{name}", "select * from __frame")
         con.execute(f"insert into {target} by name select * from __frame")
 
     return _write(con, tables, write)
@@ -140,8 +147,8 @@ def replace_table(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFr
 def append_rows(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame]) -> dict[str, int]:
     """Append rows to tables that keep their history (e.g. `raw.rejected_files`), atomically."""
     def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
-        _create(con, target, f"{schema}.{name}")
-        _add_new_columns(con, schema, name, frame)
+        _create_like(con, f"{schema}.{name}", "select * from __frame")
+        _add_columns(con, schema, name, "__frame")
         con.execute(f"insert into {target} by name select * from __frame")
 
     return _write(con, tables, write)
@@ -162,8 +169,8 @@ def replace_wave(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFra
         return _write_pending(con, tables, wave, run)
 
     def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
-        _create(con, target, f"{schema}.{name}")
-        _add_new_columns(con, schema, name, frame)
+        _create_like(con, f"{schema}.{name}", "select * from __frame")
+        _add_columns(con, schema, name, "__frame")
         con.execute(f"delete from {target} where wave = ?", [wave])
         con.execute(f"insert into {target} by name select * from __frame")
 
@@ -202,28 +209,18 @@ def _ensure_registry(con: duckdb.DuckDBPyConnection) -> None:
 
 def _write_pending(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], wave: str,
                    run: str) -> dict[str, int]:
-    tables = {table: validate(table, frame) for table, frame in tables.items()}
-    with _transaction(con):
-        _ensure_registry(con)
-        for table, frame in tables.items():
-            schema, name = _split(table)
-            target = pending_table(table)
-            con.execute(f"create schema if not exists {_quote(schema + '_pending')}")
-            con.register("__frame", frame)
-            try:
-                con.execute(f"create table if not exists {target} as "
-                            f"select *, ''::varchar as {PENDING_RUN} from __frame limit 0")
-                _add_new_columns(con, schema + "_pending", name, frame)
-                con.execute(f"delete from {target} where wave = ? and {PENDING_RUN} = ?", [wave, run])
-                con.execute(f"insert into {target} by name select *, ?::varchar as {PENDING_RUN} from __frame",
-                            [run])
-            finally:
-                con.unregister("__frame")
-            note = (f"Pending rows of {table} written by runs not yet published (column {PENDING_RUN}); "
-                    "consumers read the published table.")
-            con.execute(f"comment on table {target} is {_literal(note)}")
-            con.execute(f"insert or replace into {REGISTRY} values (?, ?, ?, ?)", [run, wave, table, frame.height])
-    return {table: frame.height for table, frame in tables.items()}
+    """`replace_wave` for a run that publishes later: the rows go to the pending twins, and
+    the registry records which tables the run has written for the wave."""
+    def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
+        con.execute(f"create table if not exists {target} as select *, ''::varchar as {PENDING_RUN} from __frame limit 0")
+        _add_columns(con, schema, name, "__frame")
+        con.execute(f"delete from {target} where wave = ? and {PENDING_RUN} = ?", [wave, run])
+        con.execute(f"insert into {target} by name select *, ?::varchar as {PENDING_RUN} from __frame", [run])
+        con.execute(f"insert or replace into {REGISTRY} values (?, ?, ?, ?)",
+                    [run, wave, f"{schema.removesuffix('_pending')}.{name}", frame.height])
+
+    _ensure_registry(con)
+    return _write(con, tables, write, pending=True)
 
 
 def _pending_written(con: duckdb.DuckDBPyConnection, run: str, wave: str, table: str) -> bool:
@@ -274,19 +271,6 @@ def has_table(con: duckdb.DuckDBPyConnection, table: str, published_only: bool =
         return False
 
 
-def _create(con: duckdb.DuckDBPyConnection, target: str, table: str) -> None:
-    """Create a table typed like the registered frame `__frame`, if it does not exist, with
-    the primary key its contract declares (the columns whose values are unique together)."""
-    exists = con.execute("select count(*) from duckdb_tables() where schema_name || '.' || table_name = ?",
-                         [table]).fetchall()[0][0]
-    if exists:
-        return
-    con.execute(f"create table {target} as select * from __frame limit 0")
-    key = primary_key(table)
-    if key:
-        con.execute(f"alter table {target} add primary key ({', '.join(_quote(c) for c in key)})")
-
-
 def _create_like(con: duckdb.DuckDBPyConnection, table: str, select_sql: str) -> None:
     """Create `table` typed like the rows of `select_sql`, if it does not exist, with the
     primary key its contract declares."""
@@ -303,9 +287,10 @@ def _create_like(con: duckdb.DuckDBPyConnection, table: str, select_sql: str) ->
         con.execute(f"alter table {target} add primary key ({', '.join(_quote(c) for c in key)})")
 
 
-def _add_columns_from(con: duckdb.DuckDBPyConnection, table: str, source: str, skip: tuple[str, ...] = ()) -> None:
-    """Add to `table` the columns of the relation `source` that it lacks (typed as there)."""
-    schema, name = _split(table)
+def _add_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str, source: str,
+                 skip: tuple[str, ...] = ()) -> None:
+    """Add to `schema.name` the columns of the relation `source` that it lacks, typed as
+    there: a column a newer release adds (older waves: null)."""
     existing = {c for (c,) in con.execute("select column_name from duckdb_columns() where schema_name = ? "
                                           "and table_name = ?", [schema, name]).fetchall()}
     for column, column_type in zip(*_columns_of(con, source)):
@@ -316,22 +301,6 @@ def _add_columns_from(con: duckdb.DuckDBPyConnection, table: str, source: str, s
 def _columns_of(con: duckdb.DuckDBPyConnection, source: str) -> tuple[list[str], list[str]]:
     relation = con.sql(f"select * from {source} limit 0")
     return relation.columns, [str(t) for t in relation.types]
-
-
-def _add_new_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str, frame: pl.DataFrame) -> None:
-    """Columns a newer release added to a frame are added to the table (older waves: null)."""
-    existing = {
-        row[0] for row in con.execute(
-            "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
-            [schema, name],
-        ).fetchall()
-    }
-    for column in frame.columns:
-        if column not in existing:
-            con.register("__one", frame.select(column).head(0))
-            column_type = con.sql("select * from __one").types[0]
-            con.unregister("__one")
-            con.execute(f"alter table {_quote(schema)}.{_quote(name)} add column {_quote(column)} {column_type}")
 
 
 def read_wave(con: duckdb.DuckDBPyConnection, table: str, wave: str) -> pl.DataFrame:
