@@ -31,7 +31,8 @@ import duckdb
 
 from lbc_pipeline.config import VERSIONS_DIR
 from lbc_pipeline.lib.io.warehouse import (
-    PENDING_RUN, REGISTRY, SCHEMAS, _add_columns, _create_like, _comment_table, _literal, _quote, _transaction,
+    PENDING_RUN, REGISTRY, SCHEMAS, _add_columns, _comment_table, _create_like, _literal, _quote, _table_exists,
+    _transaction,
     create_views, pending_table,
 )
 
@@ -41,6 +42,8 @@ FILE_KINDS = ("artifacts", "reports")
 
 
 def _ensure_versions(con: duckdb.DuckDBPyConnection) -> None:
+    if _table_exists(con, "publish", VERSIONS):
+        return
     con.execute("create schema if not exists publish")
     con.execute(f"create table if not exists publish.{VERSIONS} (wave varchar not null, run_id varchar not null, "
                 "published_at timestamp not null, table_count integer not null, row_count bigint not null, "

@@ -198,7 +198,14 @@ def pending_table(table: str) -> str:
     return f"{_quote(schema + '_pending')}.{_quote(name)}"
 
 
+def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    return con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
+                       [schema, name]).fetchall()[0][0] > 0
+
+
 def _ensure_registry(con: duckdb.DuckDBPyConnection) -> None:
+    if _table_exists(con, "publish", REGISTRY.split(".")[1]):
+        return
     con.execute("create schema if not exists publish")
     con.execute(f"create table if not exists {REGISTRY} (run_id varchar not null, wave varchar not null, "
                 "table_name varchar not null, row_count bigint not null, primary key (run_id, wave, table_name))")
@@ -254,11 +261,27 @@ def table_relation(con: duckdb.DuckDBPyConnection, table: str) -> str:
     return f"(select * from {published} where wave not in ({listed}) union all by name select * from {pending})"
 
 
+def visible_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every warehouse table (`schema.table`, schemas of SCHEMAS) as this connection's run sees
+    it: the published ones and those only its pending rows hold; read each with
+    `table_relation`."""
+    listed = ", ".join(_literal(s) for s in SCHEMAS)
+    tables = {f"{s}.{t}" for s, t in con.execute(
+        f"select schema_name, table_name from duckdb_tables() where schema_name in ({listed})").fetchall()}
+    run = pending_run(con)
+    if run:
+        try:
+            tables |= {t for (t,) in con.execute(f"select distinct table_name from {REGISTRY} where run_id = ?",
+                                                 [run]).fetchall()}
+        except duckdb.CatalogException:
+            pass
+    return sorted(tables)
+
+
 def has_table(con: duckdb.DuckDBPyConnection, table: str, published_only: bool = False) -> bool:
     """Whether `table` exists for this connection's run (published, or written pending by it)."""
     schema, name = _split(table)
-    exists = con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
-                         [schema, name]).fetchall()[0][0] > 0
+    exists = _table_exists(con, schema, name)
     if exists or published_only:
         return exists
     run = pending_run(con)
@@ -275,9 +298,7 @@ def _create_like(con: duckdb.DuckDBPyConnection, table: str, select_sql: str) ->
     """Create `table` typed like the rows of `select_sql`, if it does not exist, with the
     primary key its contract declares."""
     schema, name = _split(table)
-    exists = con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
-                         [schema, name]).fetchall()[0][0]
-    if exists:
+    if _table_exists(con, schema, name):
         return
     con.execute(f"create schema if not exists {_quote(schema)}")
     target = f"{_quote(schema)}.{_quote(name)}"

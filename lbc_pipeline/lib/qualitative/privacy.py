@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import duckdb
 
-from lbc_pipeline.lib.io.warehouse import has_table, table_relation
+from lbc_pipeline.lib.io.warehouse import has_table, table_relation, visible_tables
 from lbc_pipeline.lib.qualitative.redact import MIN_ENTRY_LENGTH
 
 INTERVIEW_TABLE_PREFIXES = ("interview", "triangulation")
@@ -62,19 +62,21 @@ def raw_school_names(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 def text_values(con: duckdb.DuckDBPyConnection, interview_tables_only: bool = False) -> dict[str, list[str]]:
-    """Distinct values of every text column outside `raw` (pending tables of unpublished runs
-    included, `raw_pending` aside): `schema.table.column` -> values."""
-    rows = con.execute(
-        "select c.table_schema, c.table_name, c.column_name from information_schema.columns c "
-        "join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name "
-        "where c.table_schema not in ('raw', 'raw_pending', 'publish', 'information_schema', 'pg_catalog') and c.data_type = 'VARCHAR' "
-        "and t.table_type = 'BASE TABLE' and c.table_catalog = current_database() order by 1, 2, 3").fetchall()
+    """Distinct values of every text column outside `raw`, as this connection's run sees the
+    tables (published rows, its own pending rows in place of its waves'; other runs'
+    pending rows are not its output): `schema.table.column` -> values."""
     out = {}
-    for schema, table, column in rows:
-        if interview_tables_only and not table.startswith(INTERVIEW_TABLE_PREFIXES):
+    for table in visible_tables(con):
+        if table.startswith("raw."):
             continue
-        values = con.execute(f'select distinct "{column}" from "{schema}"."{table}" where "{column}" is not null').fetchall()
-        out[f"{schema}.{table}.{column}"] = [v[0] for v in values]
+        if interview_tables_only and not table.split(".")[1].startswith(INTERVIEW_TABLE_PREFIXES):
+            continue
+        relation = table_relation(con, table)
+        for column, column_type in zip(*_columns(con, relation)):
+            if column_type != "VARCHAR":
+                continue
+            values = con.execute(f'select distinct "{column}" from {relation} where "{column}" is not null').fetchall()
+            out[f"{table}.{column}"] = [v[0] for v in values]
     return out
 
 
