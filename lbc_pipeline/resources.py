@@ -2,16 +2,14 @@
 
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-import duckdb
 from dagster._utils.backoff import backoff
-from dagster_duckdb import DuckDBResource
 from dagster import AssetKey, ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from lbc_pipeline.config import duckdb_path
-from lbc_pipeline.lib.quality.rules import QualitySettings
-from lbc_pipeline.lib.io.warehouse import exclusive_file_lock, lock_path, set_pending_run
+from lbc_pipeline.lib.quality.outcome import QualitySettings
 
 MAIN_JOB = "lbc_main_job"
 PUBLISH_KEY = AssetKey(["publish", "wave_versions"])
@@ -30,7 +28,7 @@ def publishing_run(run) -> str | None:
     return run.run_id if PUBLISH_KEY in selection else None
 
 
-class WarehouseResource(DuckDBResource):
+class WarehouseResource(ConfigurableResource):
     """The DuckDB warehouse, with its writers serialised across runs and processes.
 
     DuckDB allows one read-write connection per file: every step that connects first takes an
@@ -44,6 +42,7 @@ class WarehouseResource(DuckDBResource):
     """
 
     database: str = Field(default="", description="Path of the DuckDB file; empty = LBC_DUCKDB_PATH or data/warehouse/lbc.duckdb")
+    connection_config: dict[str, Any] = Field(default={}, description="DuckDB configuration options of every connection")
     lock_timeout_s: float = Field(default=1800.0, description="How long a step waits for another run's connection to end")
     _pending_run: str | None = PrivateAttr(default=None)
 
@@ -54,6 +53,12 @@ class WarehouseResource(DuckDBResource):
 
     @contextmanager
     def get_connection(self):
+        # duckdb (and the warehouse module, which imports polars) are loaded by the steps
+        # that connect, not with the Definitions
+        import duckdb
+
+        from lbc_pipeline.lib.io.warehouse import exclusive_file_lock, lock_path, set_pending_run
+
         path = Path(self.database) if self.database else duckdb_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         with exclusive_file_lock(lock_path(path), self.lock_timeout_s):

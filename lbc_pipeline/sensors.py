@@ -15,6 +15,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagster import (
     DefaultScheduleStatus,
@@ -34,9 +35,10 @@ from dagster import (
 from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.config import duckdb_path, incoming_dir, read_manifest, wave_folder
 from lbc_pipeline.jobs import cross_wave_job, main_job
-from lbc_pipeline.lib.io.warehouse import connect, exclusive_file_lock, lock_path
-from lbc_pipeline.lib.raw.loading import Delivery, folder_digests, inspect_delivery, record_rejection
-from lbc_pipeline.lib.raw.reading import RawFileError
+
+if TYPE_CHECKING:  # the reading modules (polars, duckdb) load when a tick runs, not with the Definitions
+    from lbc_pipeline.lib.raw.loading import Delivery
+    from lbc_pipeline.lib.raw.reading import RawFileError
 
 DELIVERY_TAG = "lbc/delivery"
 FINGERPRINT_TAG = "lbc/fingerprint"
@@ -50,13 +52,16 @@ class Scan:
     """One look at data/incoming: deliveries to run, refusals new since the cursor, and the
     reasons folders were skipped (refusals included)."""
 
-    found: list[tuple[Delivery, str]] = field(default_factory=list)
-    rejected: list[tuple[str, RawFileError, dict[str, str]]] = field(default_factory=list)
+    found: "list[tuple[Delivery, str]]" = field(default_factory=list)
+    rejected: "list[tuple[str, RawFileError, dict[str, str]]]" = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
 
 def scan_incoming(cursor: dict) -> Scan:
     """New or changed deliveries (with what changed) and the reasons broken ones were skipped."""
+    from lbc_pipeline.lib.raw.loading import folder_digests, inspect_delivery
+    from lbc_pipeline.lib.raw.reading import RawFileError
+
     root = incoming_dir()
     scan = Scan()
     try:
@@ -96,17 +101,22 @@ def scan_incoming(cursor: dict) -> Scan:
 
 
 def _safe_digests(folder: Path) -> dict[str, str]:
+    from lbc_pipeline.lib.raw.loading import folder_digests
+
     try:
         return folder_digests(folder)
     except OSError:
         return {}
 
 
-def record_refusals(rejected: list[tuple[str, RawFileError, dict[str, str]]], log) -> None:
+def record_refusals(rejected: "list[tuple[str, RawFileError, dict[str, str]]]", log) -> None:
     """One row per newly refused delivery in `raw.rejected_files` (a short wait for the lock;
     when the warehouse is busy the refusal is logged and recorded at the next change)."""
     if not rejected:
         return
+    from lbc_pipeline.lib.io.warehouse import connect, exclusive_file_lock, lock_path
+    from lbc_pipeline.lib.raw.loading import record_rejection
+
     at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     try:
         duckdb_path().parent.mkdir(parents=True, exist_ok=True)
@@ -160,6 +170,9 @@ def incoming_waves(context: SensorEvaluationContext):
 def stale_waves(instance, waves: list[str]) -> dict[str, str]:
     """Registered waves whose files differ from those of their last raw load, with why."""
     from dagster import AssetKey, AssetRecordsFilter
+
+    from lbc_pipeline.lib.raw.loading import inspect_delivery
+    from lbc_pipeline.lib.raw.reading import RawFileError
 
     stale = {}
     for wave in waves:

@@ -5,7 +5,12 @@ so the rule is checked on the source, not left to review.
 """
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import dagster as dg
 
@@ -22,6 +27,20 @@ def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
     job = defs.resolve_job_def("lbc_main_job")
     assert job.partitions_def is not None
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_loading_the_definitions_leaves_the_garbage_collector_as_it_found_it(collecting):
+    # the collector is paused while the definitions are built and their objects frozen; a
+    # process that collects keeps collecting, and one that had turned it off keeps it off
+    code = ("import gc, json\n"
+            f"{'' if collecting else 'gc.disable()'}\n"
+            "import lbc_pipeline.definitions\n"
+            "print(json.dumps([gc.isenabled(), gc.get_freeze_count()]))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    enabled, frozen = json.loads(out.strip().splitlines()[-1])
+    assert enabled is collecting
+    assert frozen > 10_000  # Dagster's objects and the definitions' are out of the collector's way
 
 
 def test_every_asset_is_partitioned_by_wave_and_prefixed_by_its_schema():

@@ -8,8 +8,8 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -25,7 +25,10 @@ from dagster import (
 
 from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.lib.contracts import catalog
-from lbc_pipeline.lib.quality.rules import ERROR, Outcome
+from lbc_pipeline.lib.quality.outcome import ERROR, Outcome
+
+if TYPE_CHECKING:  # polars is loaded by the steps, not with the Definitions
+    import polars as pl
 
 PACKAGE = Path(__file__).resolve().parent.parent
 OWNERS = ["team:lbc-research"]

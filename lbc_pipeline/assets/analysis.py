@@ -7,16 +7,11 @@ built; WARN checks report. Their outcomes are also written to `analysis.check_re
 which the report and `lbc replication` state.
 """
 
-import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, MetadataValue, multi_asset
-from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets._common import check_result, key_of, materialized, selected_tables, table_spec
 from lbc_pipeline.config import read_manifest, wave_folder
-from lbc_pipeline.lib.analysis.sample import build_sample, pseudonym_key
-from lbc_pipeline.lib.io.warehouse import create_views, read_wave, replace_wave
-from lbc_pipeline.lib.quality import gx_worker, rules
-from lbc_pipeline.resources import QualityConfig
+from lbc_pipeline.resources import QualityConfig, WarehouseResource
 
 _CODE = ("lib/analysis", "lib/quality", "lib/io", "assets/analysis.py")
 _KINDS = ["duckdb", "polars", "pandera"]
@@ -54,8 +49,15 @@ QUALITY_CHECKS = [
     check_specs=QUALITY_CHECKS,
     can_subset=True,
 )
-def build_analysis(context: AssetExecutionContext, duckdb: DuckDBResource, quality_config: QualityConfig):
+def build_analysis(context: AssetExecutionContext, duckdb: WarehouseResource, quality_config: QualityConfig):
     """Derive measures, apply validity and exclusion rules, build the analysis sample."""
+    # the domain modules (polars, duckdb, numpy) load when the step runs, not with the Definitions
+    import polars as pl
+
+    from lbc_pipeline.lib.analysis.sample import build_sample, pseudonym_key
+    from lbc_pipeline.lib.io.warehouse import create_views, read_wave, replace_wave
+    from lbc_pipeline.lib.quality import gx_worker, rules
+
     wave = context.partition_key
     manifest = read_manifest(wave_folder(wave))
     with duckdb.get_connection() as con:
@@ -121,15 +123,21 @@ def gx_check_in_run(context: AssetExecutionContext) -> bool:
 def prestart_gx_worker(context: AssetExecutionContext) -> None:
     """Start (import and warm) the great-expectations worker now, for a run that will validate
     the analysis sample later: the cost moves off the analysis step (see lib/quality/gx_worker)."""
+    from lbc_pipeline.lib.quality import gx_worker
+
     if gx_check_in_run(context) and gx_worker.prestart():
         context.log.debug("great-expectations worker started")
 
 
 def quality_outcomes(context: AssetExecutionContext, result, manifest, quality_config: QualityConfig,
-                     gx: gx_worker.Pending | None = None):
+                     gx: "gx_worker.Pending | None" = None):
     """(check name, guarded table, outcome) of each check on the flow and the sample that
     this run selected, in the order of QUALITY_CHECKS (`gx`: the great-expectations
     validation already submitted, else it is run here)."""
+    import polars as pl
+
+    from lbc_pipeline.lib.quality import gx_worker, rules
+
     selected = {key.name for key in context.selected_asset_check_keys}
     sample = result.analytic_sample
     settings = quality_config.settings()

@@ -4,14 +4,11 @@ These assets are not partitioned: each materialisation reads every wave in the w
 and replaces the whole table.
 """
 
-import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, multi_asset
-from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets._common import check_result, key_of, materialized, table_spec
 from lbc_pipeline.config import every_wave, wave_order
-from lbc_pipeline.lib.io.warehouse import replace_table
-from lbc_pipeline.lib.marts import models, waves
+from lbc_pipeline.resources import WarehouseResource
 
 CROSS_WAVE_TABLES = ("marts.pooled_coefficients", "marts.pooled_fit", "marts.wave_comparison")
 _CODE = ("lib/marts", "lib/io", "assets/cross_wave.py")
@@ -24,8 +21,14 @@ POOLED = "pooled"
     check_specs=[AssetCheckSpec("wave_drift", asset=key_of("marts.wave_comparison"),
                                 description="WARN when group sizes, means, alpha or key coefficients change more than the thresholds between consecutive waves.")],
 )
-def compare_across_waves(context: AssetExecutionContext, duckdb: DuckDBResource):
+def compare_across_waves(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Pool every wave (wave fixed effects) and compare each wave with the one before."""
+    # the domain modules (polars, duckdb, numpy) load when the step runs, not with the Definitions
+    import polars as pl
+
+    from lbc_pipeline.lib.io.warehouse import replace_table
+    from lbc_pipeline.lib.marts import models, waves
+
     with duckdb.get_connection() as con:
         samples = con.sql("select * from analysis.analytic_sample order by wave, child_key").pl()
         coefficients = con.sql("select * from marts.model_coefficients").pl()

@@ -4,15 +4,11 @@ import json
 from importlib.metadata import version
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, multi_asset
-from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets._common import file_spec, key_of, materialized, selected_tables, table_spec
 from lbc_pipeline.config import REFERENCE_DIR, artifacts_dir, read_manifest, reports_dir, wave_folder
-from lbc_pipeline.lib.io.warehouse import create_views, has_table, read_wave, replace_wave
-from lbc_pipeline.lib.marts import models, replication, tables
-from lbc_pipeline.lib.render import figure_files, report, sensitivity_sections
 from lbc_pipeline.study import load_study
-from lbc_pipeline.resources import publishing_run
+from lbc_pipeline.resources import WarehouseResource, publishing_run
 
 _SAMPLE = ["analysis.analytic_sample"]
 _FITS = ["marts.model_coefficients", "marts.model_fit"]
@@ -31,8 +27,12 @@ def _published() -> dict:
     ],
     can_subset=True,
 )
-def fit_models(context: AssetExecutionContext, duckdb: DuckDBResource):
+def fit_models(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Fit every model of study.yaml (both specifications, every SE type); save each as a JSON artifact."""
+    # the domain modules (polars, duckdb, numpy) load when the step runs, not with the Definitions
+    from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
+    from lbc_pipeline.lib.marts import models
+
     wave = context.partition_key
     with duckdb.get_connection() as con:
         sample = read_wave(con, "analysis.analytic_sample", wave)
@@ -56,8 +56,11 @@ def fit_models(context: AssetExecutionContext, duckdb: DuckDBResource):
 @multi_asset(
     specs=[table_spec("marts.table1", deps=_SAMPLE, kinds=["duckdb", "polars"], code=_MODELS)],
 )
-def describe_sample(context: AssetExecutionContext, duckdb: DuckDBResource):
+def describe_sample(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Table 1: descriptive statistics by migration group."""
+    from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
+    from lbc_pipeline.lib.marts import tables
+
     wave = context.partition_key
     with duckdb.get_connection() as con:
         table = tables.table1(read_wave(con, "analysis.analytic_sample", wave), wave)
@@ -77,8 +80,11 @@ _SENSITIVITY = [f"marts.{t}" for t in ("figures", "simple_slopes", "johnson_neym
     ],
     can_subset=True,
 )
-def compare_with_paper(context: AssetExecutionContext, duckdb: DuckDBResource):
+def compare_with_paper(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Every published number beside ours, and the verdict on each hypothesis."""
+    from lbc_pipeline.lib.io.warehouse import create_views, read_wave, replace_wave
+    from lbc_pipeline.lib.marts import replication
+
     wave = context.partition_key
     selected = selected_tables(context)
     with duckdb.get_connection() as con:
@@ -115,8 +121,12 @@ def compare_with_paper(context: AssetExecutionContext, duckdb: DuckDBResource):
     ],
     can_subset=True,
 )
-def publish(context: AssetExecutionContext, duckdb: DuckDBResource):
+def publish(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Write the publication tables and the HTML report of a wave."""
+    from lbc_pipeline.lib.io.warehouse import has_table, read_wave
+    from lbc_pipeline.lib.marts import tables
+    from lbc_pipeline.lib.render import figure_files, report, sensitivity_sections
+
     wave = context.partition_key
     selected = selected_tables(context)
     with duckdb.get_connection() as con:

@@ -9,7 +9,6 @@ from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.config import data_dir
-from lbc_pipeline.lib.io import publish as publishing
 from lbc_pipeline.resources import PUBLISH_KEY, WarehouseResource, publishing_run
 
 
@@ -28,6 +27,8 @@ def build_publish_asset(upstream: list[AssetKey]):
                        "this run's files. Until then consumers see the previous complete version (or nothing). "
                        "One row per publication in publish.wave_versions.")
     def wave_versions(context: AssetExecutionContext, duckdb: WarehouseResource) -> MaterializeResult:
+        from lbc_pipeline.lib.io import publish as publishing  # duckdb: loaded when the step runs
+
         wave, run = context.partition_key, publishing_run(context.run)
         if run is None:  # cannot happen: selecting this asset makes the run a publishing one
             raise Failure(description="publish/wave_versions runs only in a run that publishes the wave")

@@ -22,19 +22,15 @@ from dagster import (
     asset_check,
     multi_asset,
 )
-from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import table_metadata
 from lbc_pipeline.config import read_manifest, reports_dir, wave_folder
-from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
-from lbc_pipeline.lib.qualitative import privacy
 from lbc_pipeline.lib.qualitative.tables import RAW_TABLES, STAGING_TABLES
-from lbc_pipeline.lib.qualitative.report import SECTION_KEY, interviews_section
-from lbc_pipeline.lib.raw.loading import record_rejection
-from lbc_pipeline.lib.raw.reading import RawFileError
-from lbc_pipeline.lib.render.report import with_section
-from lbc_pipeline.resources import publishing_run
+from lbc_pipeline.resources import WarehouseResource, publishing_run
+
+# The domain modules (pandera, polars, duckdb) are imported in the step bodies: loading the
+# Definitions does not need them.
 
 
 GROUP = "qualitative"
@@ -58,9 +54,12 @@ def _spec(table: str, description: str, deps=()) -> AssetSpec:
     ],
     partitions_def=wave_partitions,
 )
-def load_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
+def load_interviews(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Read a wave's interviews folder (three tables or a REFI-QDA .qdpx) into the raw layer."""
-    from lbc_pipeline.lib.qualitative import marts as qm, pipeline  # pandera: in the body, not when loading definitions
+    from lbc_pipeline.lib.io.warehouse import replace_wave
+    from lbc_pipeline.lib.qualitative import pipeline
+    from lbc_pipeline.lib.raw.loading import record_rejection
+    from lbc_pipeline.lib.raw.reading import RawFileError
 
     wave = context.partition_key
     loaded_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -94,9 +93,10 @@ def load_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
                                 "(staging.interview_quarantine lists them by table, row, column and rule).")],
     partitions_def=wave_partitions,
 )
-def stage_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
+def stage_interviews(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Apply the interview rules, quarantine rows that break them, redact names in excerpts."""
-    from lbc_pipeline.lib.qualitative import marts as qm, pipeline  # pandera: in the body, not when loading definitions
+    from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
+    from lbc_pipeline.lib.qualitative import pipeline, privacy
 
     wave = context.partition_key
     with duckdb.get_connection() as con:
@@ -134,9 +134,10 @@ def stage_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
                                 "(total and by role group); a failure blocks the joint display.")],
     partitions_def=wave_partitions,
 )
-def summarise_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
+def summarise_interviews(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Count the registry against the design and build the code matrix."""
-    from lbc_pipeline.lib.qualitative import marts as qm, pipeline  # pandera: in the body, not when loading definitions
+    from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
+    from lbc_pipeline.lib.qualitative import marts as qm, pipeline
 
     wave = context.partition_key
     with duckdb.get_connection() as con:
@@ -165,9 +166,10 @@ def summarise_interviews(context: AssetExecutionContext, duckdb: DuckDBResource)
     ],
     partitions_def=wave_partitions,
 )
-def triangulate(context: AssetExecutionContext, duckdb: DuckDBResource):
+def triangulate(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Set each hypothesis's survey verdict beside the interview evidence (the joint display)."""
-    from lbc_pipeline.lib.qualitative import marts as qm, pipeline  # pandera: in the body, not when loading definitions
+    from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
+    from lbc_pipeline.lib.qualitative import pipeline
 
     wave = context.partition_key
     with duckdb.get_connection() as con:
@@ -195,8 +197,12 @@ def triangulate(context: AssetExecutionContext, duckdb: DuckDBResource):
                      description="The interviews' section of data/reports/<wave>/report.html: registry, code matrix heat map, joint display.")],
     partitions_def=wave_partitions,
 )
-def report_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
+def report_interviews(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Write the interviews' section into the wave's HTML report."""
+    from lbc_pipeline.lib.io.warehouse import read_wave
+    from lbc_pipeline.lib.qualitative.report import SECTION_KEY, interviews_section
+    from lbc_pipeline.lib.render.report import with_section
+
     wave = context.partition_key
     with duckdb.get_connection() as con:
         frames = {t: read_wave(con, t, wave) for t in (
@@ -216,7 +222,10 @@ def report_interviews(context: AssetExecutionContext, duckdb: DuckDBResource):
 @asset_check(asset=["marts", "report_interviews"], partitions_def=wave_partitions, blocking=True,
              description="ERROR when a raw name (interview registry, survey roll) appears in any table outside raw or in the "
              "HTML report, or a school's name in an interview table or the report's interview section.")
-def no_raw_names_outside_raw(context: AssetCheckExecutionContext, duckdb: DuckDBResource) -> AssetCheckResult:
+def no_raw_names_outside_raw(context: AssetCheckExecutionContext, duckdb: WarehouseResource) -> AssetCheckResult:
+    from lbc_pipeline.lib.qualitative import privacy
+    from lbc_pipeline.lib.qualitative.report import SECTION_KEY
+
     wave = context.partition_key
     with duckdb.get_connection() as con:
         people, schools = privacy.raw_person_names(con), privacy.raw_school_names(con)

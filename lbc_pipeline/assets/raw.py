@@ -3,17 +3,12 @@
 import datetime as dt
 
 from dagster import AssetExecutionContext, Failure, multi_asset
-from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets._common import materialized, selected_tables, table_spec
 from lbc_pipeline.assets.analysis import prestart_gx_worker
 from lbc_pipeline.assets.publish import runs_in_progress
 from lbc_pipeline.config import data_dir
-from lbc_pipeline.lib.io.publish import discard_stale
-from lbc_pipeline.lib.io.warehouse import replace_wave
-from lbc_pipeline.resources import publishing_run
-from lbc_pipeline.lib.raw.loading import load_wave_files, record_rejection
-from lbc_pipeline.lib.raw.reading import RawFileError
+from lbc_pipeline.resources import WarehouseResource, publishing_run
 
 _CODE = ("lib/raw", "lib/io", "config.py", "assets/raw.py")
 _PERSONAL = {"pii": "names_and_roll_numbers"}
@@ -28,8 +23,14 @@ _PERSONAL = {"pii": "names_and_roll_numbers"}
     ],
     can_subset=True,
 )
-def load_raw_wave(context: AssetExecutionContext, duckdb: DuckDBResource):
+def load_raw_wave(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Read a wave's questionnaires and distribution files into the raw layer."""
+    # the domain modules (polars, duckdb, numpy) load when the step runs, not with the Definitions
+    from lbc_pipeline.lib.io.publish import discard_stale
+    from lbc_pipeline.lib.io.warehouse import replace_wave
+    from lbc_pipeline.lib.raw.loading import load_wave_files, record_rejection
+    from lbc_pipeline.lib.raw.reading import RawFileError
+
     wave = context.partition_key
     prestart_gx_worker(context)  # great-expectations imports and warms up while the run goes on
     loaded_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)

@@ -2,16 +2,15 @@
 how robust it is (clustering, missing data, the robustness matrix)."""
 
 from dagster import AssetDep, AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
-from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import materialized, table_spec
 from lbc_pipeline.config import reports_dir
-from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
-# lib.marts.{moderation, missing_data, sensitivity, robustness} (scipy, statsmodels, pandera) are
-# imported in the asset bodies: loading the definitions does not need them.
-from lbc_pipeline.lib.render import figure_files
-from lbc_pipeline.resources import publishing_run
+from lbc_pipeline.resources import WarehouseResource, publishing_run
+
+# The domain modules (lib.io.warehouse, lib.marts.{moderation, missing_data, sensitivity,
+# robustness}, lib.render; polars, duckdb, scipy, statsmodels, pandera) are imported in the
+# step bodies: loading the Definitions does not need them.
 
 GROUP = "marts"  # the group is the key prefix (a test checks); the module groups the sensitivity marts
 SAMPLE = "analysis.analytic_sample"
@@ -26,7 +25,9 @@ def _spec(table: str, deps: list[str]) -> AssetSpec:
     return table_spec(table, deps=deps, kinds=_KINDS, code=_CODE)
 
 
-def _write(context: AssetExecutionContext, duckdb: DuckDBResource, marts: dict):
+def _write(context: AssetExecutionContext, duckdb: WarehouseResource, marts: dict):
+    from lbc_pipeline.lib.io.warehouse import replace_wave
+
     with duckdb.get_connection() as con:
         replace_wave(con, marts, context.partition_key)
     for table, frame in marts.items():
@@ -34,8 +35,9 @@ def _write(context: AssetExecutionContext, duckdb: DuckDBResource, marts: dict):
 
 
 @multi_asset(specs=[_spec("marts.simple_slopes", [SAMPLE]), _spec("marts.johnson_neyman", [SAMPLE])])
-def explain_moderation(context: AssetExecutionContext, duckdb: DuckDBResource):
+def explain_moderation(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Simple slopes and Johnson-Neyman regions of the six Table 4 models."""
+    from lbc_pipeline.lib.io.warehouse import read_wave
     from lbc_pipeline.lib.marts import moderation
 
     wave = context.partition_key
@@ -53,9 +55,10 @@ def explain_moderation(context: AssetExecutionContext, duckdb: DuckDBResource):
                     "coefficient plots, the sample flow, depression by group.")],
     partitions_def=wave_partitions,
 )
-def draw_figures(context: AssetExecutionContext, duckdb: DuckDBResource):
+def draw_figures(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Draw the wave's figures (SVG and PNG)."""
-    from lbc_pipeline.lib.render import figures  # matplotlib: imported when drawing, not when loading definitions
+    from lbc_pipeline.lib.io.warehouse import read_wave
+    from lbc_pipeline.lib.render import figure_files, figures
 
     wave = context.partition_key
     with duckdb.get_connection() as con:
@@ -74,8 +77,9 @@ def draw_figures(context: AssetExecutionContext, duckdb: DuckDBResource):
 
 
 @multi_asset(specs=[_spec("marts.cluster_sensitivity", SOURCES + [SAMPLE]), _spec("marts.multilevel_icc", SOURCES + [SAMPLE])])
-def test_clustering(context: AssetExecutionContext, duckdb: DuckDBResource):
+def test_clustering(context: AssetExecutionContext, duckdb: WarehouseResource):
     """School fixed effects, wild cluster bootstrap (Rademacher, Webb) and a class random intercept."""
+    from lbc_pipeline.lib.io.warehouse import read_wave
     from lbc_pipeline.lib.marts import sensitivity
 
     wave = context.partition_key
@@ -87,8 +91,9 @@ def test_clustering(context: AssetExecutionContext, duckdb: DuckDBResource):
 
 
 @multi_asset(specs=[_spec("marts.mcar_test", SOURCES), _spec("marts.mi_coefficients", SOURCES + [SAMPLE])])
-def handle_missing_data(context: AssetExecutionContext, duckdb: DuckDBResource):
+def handle_missing_data(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Little's MCAR test and the models after multiple imputation (Rubin's rules)."""
+    from lbc_pipeline.lib.io.warehouse import read_wave
     from lbc_pipeline.lib.marts import missing_data
 
     wave = context.partition_key
@@ -101,8 +106,9 @@ def handle_missing_data(context: AssetExecutionContext, duckdb: DuckDBResource):
 
 @multi_asset(specs=[_spec("marts.robustness", ["marts.model_coefficients", "marts.cluster_sensitivity",
                                                "marts.mi_coefficients"])])
-def judge_robustness(context: AssetExecutionContext, duckdb: DuckDBResource):
+def judge_robustness(context: AssetExecutionContext, duckdb: WarehouseResource):
     """The main effect and H1-H3 under every analysis: the robustness matrix."""
+    from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
     from lbc_pipeline.lib.marts import robustness
 
     wave = context.partition_key

@@ -1,15 +1,15 @@
 """Staging layer: typed, special codes resolved, duplicates collapsed, quarantine; the codebook
 as tables."""
 
-import polars as pl
+from typing import TYPE_CHECKING
+
 from dagster import AssetExecutionContext, Failure, multi_asset
-from dagster_duckdb import DuckDBResource
 
 from lbc_pipeline.assets._common import materialized, selected_tables, table_spec
-from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
-from lbc_pipeline.lib.raw.reading import ROW_COLUMN, RawFileError
-from lbc_pipeline.lib.staging.clean import clean_distribution, clean_questionnaires
-from lbc_pipeline.lib.staging.codebook_tables import codebook_tables
+from lbc_pipeline.resources import WarehouseResource
+
+if TYPE_CHECKING:
+    import polars as pl
 
 _CODE = ("lib/staging", "lib/io", "assets/staging.py")
 _KINDS = ["duckdb", "polars", "pandera"]
@@ -29,8 +29,14 @@ CODEBOOK_TABLES = ("staging.codebook_variables", "staging.codebook_values", "sta
     ],
     can_subset=True,
 )
-def clean_wave(context: AssetExecutionContext, duckdb: DuckDBResource):
+def clean_wave(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Type and validate a wave's raw files against the codebook (pandera, lazy)."""
+    # the domain modules (polars, duckdb, numpy) load when the step runs, not with the Definitions
+    from lbc_pipeline.lib.io.warehouse import read_wave, replace_wave
+    from lbc_pipeline.lib.raw.reading import RawFileError
+    from lbc_pipeline.lib.staging.clean import clean_distribution, clean_questionnaires
+    from lbc_pipeline.lib.staging.codebook_tables import codebook_tables
+
     wave = context.partition_key
     with duckdb.get_connection() as con:
         raw_q = read_wave(con, "raw.questionnaires", wave)
@@ -60,6 +66,8 @@ def clean_wave(context: AssetExecutionContext, duckdb: DuckDBResource):
         yield materialized(table, frame, **extra)
 
 
-def _as_loaded(raw: pl.DataFrame) -> pl.DataFrame:
+def _as_loaded(raw: "pl.DataFrame") -> "pl.DataFrame":
     """A raw-layer table back in the reader's shape (`_row`, no wave column)."""
+    from lbc_pipeline.lib.raw.reading import ROW_COLUMN
+
     return raw.drop("wave").rename({"source_row": ROW_COLUMN})

@@ -475,6 +475,7 @@ def test_one_broken_folder_does_not_stop_the_sensor(env, monkeypatch):
     from dagster import DagsterInstance, SensorResult, build_sensor_context
 
     from lbc_pipeline import sensors
+    from lbc_pipeline.lib.raw import loading
     from lbc_pipeline.definitions import defs
 
     incoming = env / "data" / "incoming"
@@ -487,14 +488,14 @@ def test_one_broken_folder_does_not_stop_the_sensor(env, monkeypatch):
     piped = write_good(incoming / "2034")  # a FIFO would hang a tick that opened it
     manifest("wave: '2034'\n")(piped, env)
     fifo(piped, env)
-    real = sensors.inspect_delivery
+    real = loading.inspect_delivery
 
     def inspect(folder):
         if folder.name == "2033":
             raise MemoryError("simulated")
         return real(folder)
 
-    monkeypatch.setattr(sensors, "inspect_delivery", inspect)
+    monkeypatch.setattr(loading, "inspect_delivery", inspect)
     signal.alarm(60)
     try:
         with DagsterInstance.ephemeral() as instance:

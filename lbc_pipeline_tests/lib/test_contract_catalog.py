@@ -41,7 +41,8 @@ def test_every_contract_registers_on_first_use():
 
 
 def test_loading_the_definitions_imports_no_step_library():
-    heavy = ["pandera", "pandas", "scipy", "statsmodels", "matplotlib", "great_expectations", "sklearn"]
+    heavy = ["pandera", "pandas", "scipy", "statsmodels", "matplotlib", "great_expectations", "sklearn",
+             "polars", "duckdb", "numpy", "pyarrow"]
     out = subprocess.run(
         [sys.executable, "-c", "import json, sys\nimport lbc_pipeline.definitions\n"
          f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"],

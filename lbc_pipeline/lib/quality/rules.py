@@ -5,7 +5,8 @@ asset checks report as they are; the rules know nothing of Dagster. Severities: 
 blocks the downstream assets, `WARN` reports.
 
 scipy.stats and great-expectations are imported inside the rules that use them: both are
-slow to import, and this module is loaded with the Definitions.
+slow to import. The Definitions do not load this module (nor polars): what they need of
+it, the severities, `Outcome` and the thresholds, is in `outcome.py`.
 """
 
 from __future__ import annotations
@@ -15,26 +16,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from lbc_pipeline.config import WaveManifest
-
-ERROR, WARN = "ERROR", "WARN"
-
-
-@dataclass(frozen=True)
-class QualitySettings:
-    """Thresholds of the WARN-level rules (a run's configuration may change them)."""
-
-    max_exclusion_share: float = 0.10  # of valid questionnaires, per missing_<variable> reason
-    attrition_alpha: float = 0.05  # p-value under which excluded and analysed children differ
-    min_group_size: int = 20  # smallest migration group the models should rest on
-
-
-@dataclass(frozen=True)
-class Outcome:
-    passed: bool
-    severity: str
-    description: str
-    metadata: dict = field(default_factory=dict)
-
+from lbc_pipeline.lib.quality.outcome import ERROR, WARN, Outcome, QualitySettings
 
 def check_conservation(flow: pl.DataFrame, status: pl.DataFrame) -> Outcome:
     """At every step n_before = n_excluded + n_after, steps chain, no count is negative, and
