@@ -28,8 +28,10 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/lbc run
 
+# Two worker processes (pytest-xdist), each file's tests on one worker: the suite's whole
+# runs are mostly one-core Python, so two of them at once use this 2-core machine (and CI).
 test: install
-	$(BIN)/python -m pytest -m "slow or not slow"
+	$(BIN)/python -m pytest -m "slow or not slow" -n 2 --dist loadfile
 
 test-fast: install
 	$(BIN)/python -m pytest
