@@ -128,9 +128,11 @@ def run_waves(waves: list[str] | None = None, log_level: str | None = None) -> R
     gx_worker.prestart()  # great-expectations imports and warms up in its worker while Dagster loads
     from dagster import DagsterInstance
 
+    from lbc_pipeline import instance_sqlite
     from lbc_pipeline.definitions import defs
     from lbc_pipeline.run_launcher import PID_TAG
 
+    instance_sqlite.install()  # a SQLite instance's events: synchronous=NORMAL, no checkpoint per event
     instance = DagsterInstance.get()
     for run_id in _mark_orphaned_runs(instance):
         print(f"[lbc] run {run_id[:8]} was left unfinished by a killed lbc run: marked failed", flush=True)

@@ -50,6 +50,10 @@ class WarehouseResource(ConfigurableResource):
         # In a run that publishes a wave, every connection writes and reads that run's
         # pending rows (lib/io/publish.py): consumers never see a partial wave.
         self._pending_run = publishing_run(context.run)
+        # a run worker's events to a SQLite instance (lbc_pipeline/instance_sqlite.py)
+        from lbc_pipeline import instance_sqlite
+
+        instance_sqlite.install()
 
     @contextmanager
     def get_connection(self):
