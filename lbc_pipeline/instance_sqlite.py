@@ -35,6 +35,20 @@ _lock = threading.Lock()
 _kept: dict[str, sqlite3.Connection] = {}
 _holding: set[str] = set()  # the kept connections that have read their file in WAL mode
 _installed = False
+_inherited: list[sqlite3.Connection] = []  # a forked child's copies of its parent's, never closed
+
+
+def _forget_in_child() -> None:
+    # a forked worker (lib/parallel.fork_map) must not close its parent's connections: set
+    # them aside unclosed (SQLite's rule for connections carried across fork)
+    global _lock
+    _lock = threading.Lock()
+    _inherited.extend(_kept.values())
+    _kept.clear()
+    _holding.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def level() -> str:

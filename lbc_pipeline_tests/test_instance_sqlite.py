@@ -120,3 +120,19 @@ def test_a_dagster_run_is_stored_whole(tmp_path):
                   "print(len(DagsterInstance.get().all_logs(sys.argv[1])))", out["run"], DAGSTER_HOME=str(home))
     assert reread.returncode == 0, reread.stderr
     assert int(reread.stdout.splitlines()[-1]) == out["events"] > 5
+
+
+def test_a_forked_child_does_not_close_its_parents_connection(tmp_path):
+    db = str(tmp_path / "events.db")
+    code = WRITES.replace("wal_while_running = ", textwrap.dedent("""\
+        pid = os.fork()
+        if pid == 0:
+            instance_sqlite.close_kept()  # as an exiting child would
+            os._exit(0 if instance_sqlite.kept() == [] else 1)
+        assert os.waitpid(pid, 0)[1] == 0
+        wal_while_running = """))
+    done = _run(code, db, LBC_SQLITE_SYNC="")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.splitlines()[-1])
+    assert out["kept"] == [db] and out["wal_while_running"] and not out["wal_after"]
+    assert _count(db) == 20
