@@ -37,6 +37,7 @@ wave x model x term, beside the complete-case estimate).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -529,15 +530,32 @@ def completed_frame(frame: pl.DataFrame, values: np.ndarray, group: np.ndarray) 
     return add_group_dummies(filled)
 
 
-def impute(frame: pl.DataFrame, m: int = N_IMPUTATIONS, seed: int = MI_SEED,
-           workers: int | None = None) -> list[pl.DataFrame]:
-    """M completed data sets, each from its own chain seeded from `seed`. The chains are
-    independent: they run on every core (forked processes, numpy only), with the same
-    results as one after the other (`workers=1`)."""
+def _imputed_cells(data: ImputationInput, seed: np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
+    """One chain's imputations, only the cells that were missing (what crosses processes)."""
+    values, group = impute_once(data, np.random.default_rng(seed))
+    return values[np.isnan(data.values)], group[data.group < 0]
+
+
+def iter_completed(frame: pl.DataFrame, m: int = N_IMPUTATIONS, seed: int = MI_SEED,
+                   workers: int | None = None) -> Iterator[pl.DataFrame]:
+    """The M completed data sets, each from its own chain seeded from `seed`, one at a time.
+    The chains are independent: they run on every core (forked processes, numpy only), with
+    the same results as one after the other (`workers=1`); each returns only its imputed
+    cells, and each completed frame is built when it is needed (a large wave's 20 frames
+    are not held at once)."""
     data = imputation_input(frame)
     chains = np.random.SeedSequence(seed).spawn(m)
-    completed = fork_map(lambda s: impute_once(data, np.random.default_rng(s)), chains, workers)
-    return [completed_frame(frame, values, group) for values, group in completed]
+    miss, gmiss = np.isnan(data.values), data.group < 0
+    for cells, groups in fork_map(lambda s: _imputed_cells(data, s), chains, workers):
+        values, group = data.values.copy(), data.group.copy()
+        values[miss], group[gmiss] = cells, groups
+        yield completed_frame(frame, values, group)
+
+
+def impute(frame: pl.DataFrame, m: int = N_IMPUTATIONS, seed: int = MI_SEED,
+           workers: int | None = None) -> list[pl.DataFrame]:
+    """The M completed data sets of `iter_completed`, as a list."""
+    return list(iter_completed(frame, m, seed, workers))
 
 
 # ------------------------------------------------------------------ Rubin's rules
@@ -593,10 +611,13 @@ def multiple_imputation(frame: pl.DataFrame, complete: pl.DataFrame, wave: str,
                         m: int = N_IMPUTATIONS, seed: int = MI_SEED) -> pl.DataFrame:
     """`marts.mi_coefficients`: the 14 models (as published) pooled over M imputations, beside
     their complete-case fit on `complete` (the analysis sample)."""
-    datasets = impute(frame, m, seed)
+    specs = model_specs(MI_SPECIFICATION)
+    fits_by_spec: list[list] = [[] for _ in specs]
+    for completed in iter_completed(frame, m, seed):  # one completed data set at a time
+        for fits, spec in zip(fits_by_spec, specs):
+            fits.append(ols_fit(*design_matrix(completed, spec)))
     rows = []
-    for spec in model_specs(MI_SPECIFICATION):
-        fits = [ols_fit(*design_matrix(d, spec)) for d in datasets]
+    for spec, fits in zip(specs, fits_by_spec):
         betas = np.stack([f[0] for f in fits])
         variances = np.stack([f[1] for f in fits])
         df_complete = fits[0][2]
