@@ -209,15 +209,27 @@ def nearest_by_distance(yhat_obs: np.ndarray, yhat_mis: np.ndarray, k: int) -> n
     return out
 
 
-def nearest_by_sorting(yhat_obs: np.ndarray, yhat_mis: np.ndarray, k: int) -> np.ndarray:
+def observed_order(yhat_obs: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+    """The observed rows sorted by predicted mean (stable). `previous`: a permutation to sort
+    from, e.g. the previous iteration's order of the same variable, nearly sorted already,
+    which is faster; ties are then in that permutation's order (rows at the first sort), so a
+    given chain's draws are the same from run to run."""
+    if previous is None:
+        return np.argsort(yhat_obs, kind="stable")
+    return previous[np.argsort(yhat_obs[previous], kind="stable")]
+
+
+def nearest_by_sorting(yhat_obs: np.ndarray, yhat_mis: np.ndarray, k: int,
+                       order: np.ndarray | None = None) -> np.ndarray:
     """The k nearest observed rows of each missing row by a sorted search, O((obs + mis) log obs)
     time and O(mis x k) memory: in one dimension the k nearest lie within the k sorted
     neighbours on either side of the insertion point, so only that window of 2k is compared.
     On data without ties the set of k is that of `nearest_by_distance`; the order among them
     (which the random donor index picks from) is nearest first, ties by sorted position
-    (predicted mean, then row), so the draws differ from the distance-matrix path."""
+    (predicted mean, then row), so the draws differ from the distance-matrix path.
+    `order`: `observed_order(yhat_obs, ...)`, when the caller keeps it."""
     n = len(yhat_obs)
-    order = np.argsort(yhat_obs, kind="stable")
+    order = observed_order(yhat_obs) if order is None else order
     ranked = yhat_obs[order]
     width = min(2 * k, n)
     start = np.clip(np.searchsorted(ranked, yhat_mis) - k, 0, n - width)
@@ -378,7 +390,8 @@ class SchoolEffectsChain:
       posterior draw is the direct form's N(b, sigma2 (X'X)^-1) factored: beta* from its
       marginal N(beta, sigma2 (W~'W~)^-1), then each school's intercept from its conditional
       N(ybar_s - wbar_s' beta*, sigma2 / n_s) (a school with no observed value takes the
-      count-weighted mean of the others). The k nearest donors come from `nearest_by_sorting`.
+      count-weighted mean of the others). The k nearest donors come from `nearest_by_sorting`,
+      each variable's sort starting from its previous iteration's order (nearly sorted).
     - The migration group: `lda_draw_by_school`, LDA with the school dummies solved through
       their structure (diagonal plus rank 4).
     The draws follow the same distributions as the direct forms but use the random numbers
@@ -393,6 +406,7 @@ class SchoolEffectsChain:
         self.gram = self.Z.T @ self.Z
         self.sums = _school_sums(self.Z, data.school, data.n_schools)
         self.counts = np.bincount(data.school, minlength=data.n_schools)
+        self.orders: dict[int, np.ndarray] = {}  # each variable's last sort of its observed rows
 
     def _fill(self, rows) -> None:
         """Z's rows from the current values and group."""
@@ -433,10 +447,13 @@ class SchoolEffectsChain:
         full[x] = beta_star
         yhat_mis = old @ full + intercept[school_m]
         k = min(PMM_DONORS, len(y_obs))
-        donors = nearest_by_sorting(yhat_obs, yhat_mis, k)
+        self.orders[j] = observed_order(yhat_obs, self.orders.get(j))
+        donors = nearest_by_sorting(yhat_obs, yhat_mis, k, self.orders[j])
         drawn = y_obs[donors[np.arange(len(rows)), self.rng.integers(0, k, len(rows))]]
         self.values[rows, j] = drawn
-        self._fill(rows)
+        self.Z[rows, j] = drawn  # the column and its interactions: nothing else changed
+        if j in _INTERACTIONS:
+            self.Z[rows, _INTERACTIONS[j]] = old[:, _DUMMIES] * drawn[:, None]
         self._replace(rows, old)
         return drawn
 

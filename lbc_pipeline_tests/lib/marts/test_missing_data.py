@@ -259,3 +259,19 @@ def test_school_effects_chain_imputes_like_the_direct_form(monkeypatch):
     scaled = md.multiple_imputation(frame, frame.drop_nulls(), "t", m=5, seed=1)
     gap = (scaled["estimate"] - direct["estimate"]).abs() / direct["std_error"]
     assert gap.max() < 1.5
+
+
+def test_sorting_from_a_previous_order_sorts_and_keeps_its_ties():
+    rng = np.random.default_rng(12)
+    yhat = rng.integers(0, 50, 400).astype(float)  # many ties
+    previous = rng.permutation(400)
+    order = md.observed_order(yhat, previous)
+    assert np.array_equal(np.sort(yhat), yhat[order])
+    for value in (3.0, 17.0):  # ties stay in the previous permutation's order
+        tied = previous[yhat[previous] == value]
+        assert np.array_equal(order[yhat[order] == value], tied)
+    assert np.array_equal(md.observed_order(yhat), np.argsort(yhat, kind="stable"))
+    distinct = rng.normal(size=400)
+    mis = rng.normal(size=50)
+    a = md.nearest_by_sorting(distinct, mis, 5, md.observed_order(distinct, previous))
+    assert [set(r) for r in a] == [set(r) for r in md.nearest_by_distance(distinct, mis, 5)]
