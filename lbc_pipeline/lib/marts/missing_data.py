@@ -407,6 +407,7 @@ class SchoolEffectsChain:
         self.sums = _school_sums(self.Z, data.school, data.n_schools)
         self.counts = np.bincount(data.school, minlength=data.n_schools)
         self.orders: dict[int, np.ndarray] = {}  # each variable's last sort of its observed rows
+        self.y_obs: dict[int, np.ndarray] = {}
 
     def _fill(self, rows) -> None:
         """Z's rows from the current values and group."""
@@ -434,8 +435,10 @@ class SchoolEffectsChain:
                                  self.counts - np.bincount(school_m, minlength=self.data.n_schools), x, j)
         full = np.zeros(_WIDTH)
         full[x] = fit.beta
-        y_obs = self.values[observed, j]
-        yhat_obs = (self.Z @ full)[observed] + fit.intercept[school[observed]]
+        if j not in self.y_obs:  # observed values never change
+            self.y_obs[j] = self.values[observed, j]
+        y_obs = self.y_obs[j]
+        yhat_obs = (self.Z @ full + fit.intercept[school])[observed]
         resid = y_obs - yhat_obs
         sigma2 = resid @ resid / self.rng.chisquare(max(fit.df, 1))
         beta_star = fit.beta + _covariance_root(sigma2 * fit.xtx_inv + 1e-12 * np.eye(len(x))) @ self.rng.standard_normal(len(x))
