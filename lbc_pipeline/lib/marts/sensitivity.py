@@ -27,6 +27,7 @@ Tables: `marts.cluster_sensitivity` (one row per wave x model x term x analysis)
 
 from __future__ import annotations
 
+import functools
 import itertools
 import warnings
 from dataclasses import dataclass
@@ -83,12 +84,17 @@ def focal_specs() -> list[ModelSpec]:
     return [s for s in model_specs(FOCAL_SPECIFICATION) if (s.table_no, s.model_no) in FOCAL_MODELS]
 
 
+@functools.lru_cache(maxsize=4)
 def webb_weights(n_clusters: int) -> tuple[np.ndarray, bool]:
-    """Return Webb six-point weight patterns (clusters x patterns) and whether all are enumerated."""
+    """Return Webb six-point weight patterns (clusters x patterns) and whether all are enumerated
+    (drawn once per number of clusters and shared, read-only, by every term and model)."""
     if n_clusters <= WEBB_ENUMERATE_MAX_CLUSTERS:
-        return np.array(list(itertools.product(WEBB_WEIGHTS, repeat=n_clusters))).T, True
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    return rng.choice(WEBB_WEIGHTS, size=(n_clusters, BOOTSTRAP_DRAWS)), False
+        patterns, enumerated = np.array(list(itertools.product(WEBB_WEIGHTS, repeat=n_clusters))).T, True
+    else:
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        patterns, enumerated = rng.choice(WEBB_WEIGHTS, size=(n_clusters, BOOTSTRAP_DRAWS)), False
+    patterns.setflags(write=False)
+    return patterns, enumerated
 
 
 def wild_bootstrap_p(y: np.ndarray, X: np.ndarray, clusters: np.ndarray, column: int, weights: np.ndarray) -> float:
@@ -154,10 +160,13 @@ def wild_bootstrap_ps_by_sums(y: np.ndarray, X: np.ndarray, clusters: np.ndarray
 
     With H_g = X_g'X_g, the restricted residuals of column j are u_j = e + b_j X c_j
     (Frisch-Waugh-Lovell: e and b the full fit, X c_j the part of x_j the other columns do
-    not explain), so each cluster's X_g'u_j = X_g'e + b_j H_g c_j and X_g'f_j = X_g'y - X_g'u_j
-    (f_j the restricted fitted values). Sample b's coefficients are (X'X)^-1 (X'f_j + sum_g
-    w_gb X_g'u_j) and its cluster scores a'X_g'(y_b - X beta_b) = a'X_g'f_j + w_gb a'X_g'u_j
-    - a'H_g beta_b (a = row j of (X'X)^-1): clusters x patterns, never rows x patterns.
+    not explain), so each cluster's X_g'u_j = X_g'e + b_j H_g c_j. The restricted fitted
+    values lie in the span of X, so sample b's coefficient is a'X'f_j + z_b[j] (the first
+    term 0 up to rounding; a = row j of (X'X)^-1, z_b = (X'X)^-1 sum_g w_gb X_g'u_j) and its
+    cluster scores are w_gb q_g - (a'H_g) z_b (q_g = a'X_g'u_j). Their sum of squares is
+    (q^2)'(w_b^2) - 2 z_b'(q aH)'w_b + z_b'(aH'aH) z_b: every term's statistics are rows over
+    clusters times the weight patterns, one matrix product per weight distribution, never a
+    rows x patterns or clusters x patterns x terms array.
     """
     n, k = X.shape
     design = cluster_design(X, clusters)
@@ -165,34 +174,39 @@ def wild_bootstrap_ps_by_sums(y: np.ndarray, X: np.ndarray, clusters: np.ndarray
     xtx, xtx_inv = design.xtx, design.xtx_inv
     beta = xtx_inv @ (X.T @ y)
     Xs = X[design.order]
-    S_y = np.add.reduceat(Xs * y[design.order][:, None], design.starts, axis=0)
-    S_e = S_y - np.add.reduceat(Xs * (Xs @ beta)[:, None], design.starts, axis=0)
+    S_e = np.add.reduceat(Xs * (y[design.order] - Xs @ beta)[:, None], design.starts, axis=0)  # clusters x k
     del Xs
     H = cluster_hessians(design)
     correction = g / (g - 1) * (n - 1) / (n - k)
+    pieces = []
+    for j in range(k):
+        keep = np.arange(k) != j
+        c = np.zeros(k)
+        c[j] = 1.0
+        c[keep] = -np.linalg.solve(xtx[np.ix_(keep, keep)], xtx[keep, j])
+        S_u = S_e + beta[j] * (H @ c)  # clusters x k: X_g'u_j
+        a = xtx_inv[j]
+        q, aH = S_u @ a, H @ a
+        constant = float(a @ (xtx @ (beta - beta[j] * c)))  # a'X'f_j
+        pieces.append((constant, q, aH, np.vstack([xtx_inv @ S_u.T, (q[:, None] * aH).T])))
+    stacked = np.vstack([rows for *_, rows in pieces])  # (2k k) x clusters
+    squares = np.vstack([q ** 2 for _, q, _, _ in pieces])  # k x clusters
+    out: dict[str, list[float]] = {}
+    def t_stats(w: np.ndarray) -> list[np.ndarray]:
+        """Every term's bootstrap t for the patterns w (clusters x patterns)."""
+        projected, projected_sq = stacked @ w, squares @ (w ** 2)
+        out = []
+        for j, (constant, q, aH, _) in enumerate(pieces):
+            z, qaw = projected[2 * k * j:2 * k * j + k], projected[2 * k * j + k:2 * k * (j + 1)]
+            total = projected_sq[j] - 2 * (z * qaw).sum(axis=0) + (z * ((aH.T @ aH) @ z)).sum(axis=0)
+            out.append((constant + z[j]) / np.sqrt(correction * total))
+        return out
+
+    observed = [t[0] for t in t_stats(np.ones((g, 1)))]
     out: dict[str, list[float]] = {}
     for analysis, (weights, _) in wild_bootstrap_weights(g).items():
-        ps = []
-        for j in range(k):
-            keep = np.arange(k) != j
-            c = np.zeros(k)
-            c[j] = 1.0
-            c[keep] = -np.linalg.solve(xtx[np.ix_(keep, keep)], xtx[keep, j])
-            S_u = S_e + beta[j] * (H @ c)
-            S_f = S_y - S_u
-            a = xtx_inv[j]
-            q, pf, aH = S_u @ a, S_f @ a, H @ a
-            xf = S_f.sum(axis=0)
-
-            def t_stats(w: np.ndarray) -> np.ndarray:
-                beta_b = xtx_inv @ (xf[:, None] + S_u.T @ w)
-                scores = pf[:, None] + w * q[:, None] - aH @ beta_b
-                return beta_b[j] / np.sqrt(correction * (scores ** 2).sum(axis=0))
-
-            t_obs = t_stats(np.ones((g, 1)))[0]
-            t_boot = np.concatenate([t_stats(weights[:, i:i + 256]) for i in range(0, weights.shape[1], 256)])
-            ps.append(float(np.mean(np.abs(t_boot) >= abs(t_obs) - 1e-10 * max(1.0, abs(t_obs)))))
-        out[analysis] = ps
+        out[analysis] = [float(np.mean(np.abs(t_boot) >= abs(t_obs) - 1e-10 * max(1.0, abs(t_obs))))
+                         for t_obs, t_boot in zip(observed, t_stats(weights))]
     return out
 
 
