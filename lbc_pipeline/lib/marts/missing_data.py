@@ -37,7 +37,9 @@ wave x model x term, beside the complete-case estimate).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandera.polars as pa
@@ -63,6 +65,14 @@ NUMERIC_VARIABLES = (
 MCAR_VARIABLES = (*NUMERIC_VARIABLES, "mother_away", "father_away", "both_away")
 EM_TOLERANCE = 1e-10
 EM_MAX_ITER = 5000
+# Up to this many rows a chain uses the direct forms (a dummy column per school, `pmm_draw`,
+# `lda_draw`); above it the school-effect forms of `SchoolEffectsChain`, which draw from the
+# same posterior with a different use of the random numbers (see its docstring).
+MI_DIRECT_MAX_ROWS = 5_000
+# `pmm_draw` forms the missing x observed distance matrix (by blocks of missing rows, the
+# same result) up to this many cells; above it the k nearest come from a sorted search.
+PMM_DISTANCE_MAX_CELLS = 25_000_000
+PMM_BLOCK_CELLS = 2_000_000
 
 
 # ------------------------------------------------------------------ Little's MCAR test
@@ -176,12 +186,57 @@ def pmm_draw(y_obs: np.ndarray, Z_obs: np.ndarray, Z_mis: np.ndarray, rng: np.ra
     sigma2 = resid @ resid / rng.chisquare(df)
     beta_star = beta + _covariance_root(sigma2 * xtx_inv + 1e-12 * np.eye(X.shape[1])) @ rng.standard_normal(X.shape[1])
     yhat_obs, yhat_mis = X @ beta, Xm @ beta_star
-    distance = np.abs(yhat_mis[:, None] - yhat_obs[None, :])
     k = min(PMM_DONORS, len(y_obs))
-    donors = np.argpartition(distance, k - 1, axis=1)[:, :k]
-    # ties in argpartition are broken by position, which is deterministic for a given input
+    if len(yhat_mis) * len(yhat_obs) <= PMM_DISTANCE_MAX_CELLS:
+        donors = nearest_by_distance(yhat_obs, yhat_mis, k)
+    else:
+        donors = nearest_by_sorting(yhat_obs, yhat_mis, k)
     choice = donors[np.arange(len(Z_mis)), rng.integers(0, k, len(Z_mis))]
     return y_obs[choice]
+
+
+def nearest_by_distance(yhat_obs: np.ndarray, yhat_mis: np.ndarray, k: int) -> np.ndarray:
+    """Indices (missing rows x k) of the k observed rows with the closest predicted mean, from
+    the missing x observed distance matrix and np.argpartition, formed PMM_BLOCK_CELLS cells
+    at a time: each row's selection depends on that row only, so blocks give the same
+    indices, in the same order, as the whole matrix. Ties are broken by argpartition's
+    (deterministic) positions; the order among the k is argpartition's."""
+    out = np.empty((len(yhat_mis), k), dtype=np.intp)
+    step = max(1, PMM_BLOCK_CELLS // max(len(yhat_obs), 1))
+    for start in range(0, len(yhat_mis), step):
+        distance = np.abs(yhat_mis[start:start + step, None] - yhat_obs[None, :])
+        out[start:start + step] = np.argpartition(distance, k - 1, axis=1)[:, :k]
+    return out
+
+
+def observed_order(yhat_obs: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+    """The observed rows sorted by predicted mean (stable). `previous`: a permutation to sort
+    from, e.g. the previous iteration's order of the same variable, nearly sorted already,
+    which is faster; ties are then in that permutation's order (rows at the first sort), so a
+    given chain's draws are the same from run to run."""
+    if previous is None:
+        return np.argsort(yhat_obs, kind="stable")
+    return previous[np.argsort(yhat_obs[previous], kind="stable")]
+
+
+def nearest_by_sorting(yhat_obs: np.ndarray, yhat_mis: np.ndarray, k: int,
+                       order: np.ndarray | None = None) -> np.ndarray:
+    """The k nearest observed rows of each missing row by a sorted search, O((obs + mis) log obs)
+    time and O(mis x k) memory: in one dimension the k nearest lie within the k sorted
+    neighbours on either side of the insertion point, so only that window of 2k is compared.
+    On data without ties the set of k is that of `nearest_by_distance`; the order among them
+    (which the random donor index picks from) is nearest first, ties by sorted position
+    (predicted mean, then row), so the draws differ from the distance-matrix path.
+    `order`: `observed_order(yhat_obs, ...)`, when the caller keeps it."""
+    n = len(yhat_obs)
+    order = observed_order(yhat_obs) if order is None else order
+    ranked = yhat_obs[order]
+    width = min(2 * k, n)
+    start = np.clip(np.searchsorted(ranked, yhat_mis) - k, 0, n - width)
+    window = start[:, None] + np.arange(width)
+    distance = np.abs(ranked[window] - yhat_mis[:, None])
+    nearest = np.argsort(distance, axis=1, kind="stable")[:, :k]
+    return order[np.take_along_axis(window, nearest, axis=1)]
 
 
 def lda_draw(labels: np.ndarray, Z_obs: np.ndarray, Z_mis: np.ndarray, n_levels: int,
@@ -208,17 +263,23 @@ class ImputationInput:
 
     values: np.ndarray  # rows x NUMERIC_VARIABLES, NaN where missing
     group: np.ndarray  # level code 0..3 of GROUP_LEVELS, -1 where missing
-    schools: np.ndarray  # rows x (schools - 1) dummies, always observed
+    school: np.ndarray  # school code 0..n_schools-1 (sorted ids), always observed
+    n_schools: int
+
+    @cached_property
+    def schools(self) -> np.ndarray:
+        """rows x (schools - 1) dummies (the first school the reference): the direct form only."""
+        if self.n_schools <= 1:
+            return np.zeros((len(self.school), 0))
+        return np.column_stack([(self.school == s).astype(float) for s in range(1, self.n_schools)])
 
 
 def imputation_input(frame: pl.DataFrame) -> ImputationInput:
     values = frame.select(pl.col(c).cast(pl.Float64) for c in NUMERIC_VARIABLES).to_numpy().copy()
     group = frame["migration_group"].replace_strict({g: i for i, g in enumerate(GROUP_LEVELS)}, default=-1,
                                                     return_dtype=pl.Int64).to_numpy()
-    ids = frame["school_id"].cast(pl.String).to_numpy()
-    schools = sorted(set(ids))
-    return ImputationInput(values, group, np.column_stack([(ids == s).astype(float) for s in schools[1:]])
-                           if len(schools) > 1 else np.zeros((len(ids), 0)))
+    ids, school = np.unique(frame["school_id"].cast(pl.String).to_numpy(), return_inverse=True)
+    return ImputationInput(values, group, school.ravel(), len(ids))
 
 
 def group_dummies(group: np.ndarray) -> np.ndarray:
@@ -235,8 +296,8 @@ def interaction_predictors(values: np.ndarray, group: np.ndarray, skip: int) -> 
     return np.column_stack([dummies * values[:, [c]] for c in MODERATOR_COLUMNS if c != skip])
 
 
-def impute_once(data: ImputationInput, rng: np.random.Generator, iterations: int = N_ITERATIONS) -> tuple[np.ndarray, np.ndarray]:
-    """One chain of chained equations; returns the completed (values, group)."""
+def _start(data: ImputationInput, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A chain's start: every missing value a random observed one; (values, group, miss, gmiss)."""
     values, group = data.values.copy(), data.group.copy()
     miss = np.isnan(values)
     gmiss = group < 0
@@ -246,6 +307,15 @@ def impute_once(data: ImputationInput, rng: np.random.Generator, iterations: int
             raise ValueError(f"cannot impute {NUMERIC_VARIABLES[j]}: no questionnaire has a value")
         values[miss[:, j], j] = rng.choice(obs, miss[:, j].sum())
     group[gmiss] = rng.choice(group[~gmiss], gmiss.sum())
+    return values, group, miss, gmiss
+
+
+def impute_once(data: ImputationInput, rng: np.random.Generator, iterations: int = N_ITERATIONS) -> tuple[np.ndarray, np.ndarray]:
+    """One chain of chained equations; returns the completed (values, group). Above
+    MI_DIRECT_MAX_ROWS rows the school-effect forms (`SchoolEffectsChain`)."""
+    if len(data.values) > MI_DIRECT_MAX_ROWS:
+        return SchoolEffectsChain(data, rng).run(iterations)
+    values, group, miss, gmiss = _start(data, rng)
     for _ in range(iterations):
         for j in range(values.shape[1]):
             if not miss[:, j].any():
@@ -259,6 +329,218 @@ def impute_once(data: ImputationInput, rng: np.random.Generator, iterations: int
     return values, group
 
 
+# ------------------------------------------------------------------ chained equations at scale
+# Column layout of SchoolEffectsChain.Z: the variables, the three group dummies, then the
+# products of each dummy with each moderator (moderator-major, as interaction_predictors).
+_P = len(NUMERIC_VARIABLES)
+_DUMMIES = np.arange(_P, _P + len(GROUP_LEVELS) - 1)
+_INTERACTIONS = {c: slice(_P + len(_DUMMIES) * (1 + i), _P + len(_DUMMIES) * (2 + i))
+                 for i, c in enumerate(MODERATOR_COLUMNS)}
+_WIDTH = _P + len(_DUMMIES) * (1 + len(MODERATOR_COLUMNS))
+
+
+def _school_sums(Z: np.ndarray, school: np.ndarray, n_schools: int) -> np.ndarray:
+    """schools x columns: the column sums of Z's rows by school."""
+    return np.stack([np.bincount(school, weights=Z[:, c], minlength=n_schools) for c in range(Z.shape[1])], axis=1)
+
+
+@dataclass(frozen=True)
+class SchoolEffectsFit:
+    """Least squares of y on predictors and an intercept per school, from sufficient statistics."""
+
+    beta: np.ndarray  # the predictors' coefficients
+    xtx_inv: np.ndarray  # (W~'W~)^+ of the within-school centred predictors
+    intercept: np.ndarray  # per school (NaN for a school with no row)
+    means: np.ndarray  # schools x predictors: the predictors' school means (NaN where no row)
+    y_means: np.ndarray  # per school: the outcome's mean
+    counts: np.ndarray  # rows per school
+    df: int  # rows - predictors - schools with rows
+
+
+def school_effects_fit(gram: np.ndarray, sums: np.ndarray, counts: np.ndarray, x: np.ndarray, y: int) -> SchoolEffectsFit:
+    """OLS of column `y` on columns `x` and one intercept per school, from the Gram matrix of the
+    rows (`gram` = Z'Z), their column sums by school (`sums`) and rows per school (`counts`).
+
+    By Frisch-Waugh-Lovell the coefficients are those of the within-school centred columns:
+    W~'W~ = (Z'Z)[x, x] - sum_s n_s wbar_s wbar_s', W~'y~ likewise; the school intercepts are
+    ybar_s - wbar_s' beta. The same fit as the dummy-column form (constant + schools - 1
+    dummies), without a rows x schools matrix."""
+    present = counts > 0
+    n_s = counts[present].astype(float)
+    means = np.full((len(counts), len(x)), np.nan)
+    means[present] = sums[np.ix_(present, x)] / n_s[:, None]
+    y_means = np.full(len(counts), np.nan)
+    y_means[present] = sums[present, y] / n_s
+    centred = gram[np.ix_(x, x)] - (means[present] * n_s[:, None]).T @ means[present]
+    cross = gram[x, y] - (means[present] * n_s[:, None]).T @ y_means[present]
+    xtx_inv = np.linalg.pinv(centred)
+    beta = xtx_inv @ cross
+    return SchoolEffectsFit(beta, xtx_inv, y_means - means @ beta, means, y_means, counts,
+                            int(counts.sum() - len(x) - present.sum()))
+
+
+class SchoolEffectsChain:
+    """One chain of the chained equations for a large wave: the same imputation models as
+    `impute_once` (every other variable, the group dummies, the interactions, the school),
+    with the school as one intercept per school instead of schools - 1 dummy columns.
+
+    - PMM: the coefficients come from sufficient statistics (`school_effects_fit`): the Gram
+      matrix of all rows and the column sums by school, kept up to date as values change
+      (only the changed rows are added and removed), less the rows being imputed. The
+      posterior draw is the direct form's N(b, sigma2 (X'X)^-1) factored: beta* from its
+      marginal N(beta, sigma2 (W~'W~)^-1), then each school's intercept from its conditional
+      N(ybar_s - wbar_s' beta*, sigma2 / n_s) (a school with no observed value takes the
+      count-weighted mean of the others). The k nearest donors come from `nearest_by_sorting`,
+      each variable's sort starting from its previous iteration's order (nearly sorted).
+    - The migration group: `lda_draw_by_school`, LDA with the school dummies solved through
+      their structure (diagonal plus rank 4).
+    The draws follow the same distributions as the direct forms but use the random numbers
+    differently, so a wave's imputations differ from what the direct forms would draw.
+    """
+
+    def __init__(self, data: ImputationInput, rng: np.random.Generator):
+        self.data, self.rng = data, rng
+        self.values, self.group, self.miss, self.gmiss = _start(data, rng)
+        self.Z = np.empty((len(self.values), _WIDTH))
+        self._fill(slice(None))
+        self.gram = self.Z.T @ self.Z
+        self.sums = _school_sums(self.Z, data.school, data.n_schools)
+        self.counts = np.bincount(data.school, minlength=data.n_schools)
+        self.orders: dict[int, np.ndarray] = {}  # each variable's last sort of its observed rows
+        self.y_obs: dict[int, np.ndarray] = {}
+
+    def _fill(self, rows) -> None:
+        """Z's rows from the current values and group."""
+        dummies = group_dummies(self.group[rows])
+        self.Z[rows, :_P] = self.values[rows]
+        self.Z[rows, _P:_P + len(_DUMMIES)] = dummies
+        for c, columns in _INTERACTIONS.items():
+            self.Z[rows, columns] = dummies * self.values[rows, c][:, None]
+
+    def _replace(self, rows: np.ndarray, old: np.ndarray) -> None:
+        """Update the Gram matrix and school sums for rows of Z that were `old`."""
+        new = self.Z[rows]
+        self.gram += new.T @ new - old.T @ old
+        self.sums += _school_sums(new - old, self.data.school[rows], self.data.n_schools)
+
+    def pmm(self, j: int) -> np.ndarray:
+        rows = np.flatnonzero(self.miss[:, j])
+        observed = ~self.miss[:, j]
+        school = self.data.school
+        old = self.Z[rows]
+        x = np.setdiff1d(np.arange(_WIDTH), [j, *(range(_WIDTH)[_INTERACTIONS[j]] if j in _INTERACTIONS else ())])
+        school_m = school[rows]
+        fit = school_effects_fit(self.gram - old.T @ old,
+                                 self.sums - _school_sums(old, school_m, self.data.n_schools),
+                                 self.counts - np.bincount(school_m, minlength=self.data.n_schools), x, j)
+        full = np.zeros(_WIDTH)
+        full[x] = fit.beta
+        if j not in self.y_obs:  # observed values never change
+            self.y_obs[j] = self.values[observed, j]
+        y_obs = self.y_obs[j]
+        yhat_obs = (self.Z @ full + fit.intercept[school])[observed]
+        resid = y_obs - yhat_obs
+        sigma2 = resid @ resid / self.rng.chisquare(max(fit.df, 1))
+        beta_star = fit.beta + _covariance_root(sigma2 * fit.xtx_inv + 1e-12 * np.eye(len(x))) @ self.rng.standard_normal(len(x))
+        present = fit.counts > 0
+        intercept = np.empty(len(fit.counts))
+        intercept[present] = (fit.y_means[present] - fit.means[present] @ beta_star
+                              + np.sqrt(sigma2 / fit.counts[present]) * self.rng.standard_normal(int(present.sum())))
+        intercept[~present] = np.average(intercept[present], weights=fit.counts[present])
+        full[x] = beta_star
+        yhat_mis = old @ full + intercept[school_m]
+        k = min(PMM_DONORS, len(y_obs))
+        self.orders[j] = observed_order(yhat_obs, self.orders.get(j))
+        donors = nearest_by_sorting(yhat_obs, yhat_mis, k, self.orders[j])
+        drawn = y_obs[donors[np.arange(len(rows)), self.rng.integers(0, k, len(rows))]]
+        self.values[rows, j] = drawn
+        self.Z[rows, j] = drawn  # the column and its interactions: nothing else changed
+        if j in _INTERACTIONS:
+            self.Z[rows, _INTERACTIONS[j]] = old[:, _DUMMIES] * drawn[:, None]
+        self._replace(rows, old)
+        return drawn
+
+    def lda(self) -> None:
+        rows = np.flatnonzero(self.gmiss)
+        observed = ~self.gmiss
+        school = self.data.school
+        self.group[rows] = lda_draw_by_school(self.group[observed], self.values[observed], school[observed],
+                                              self.values[rows], school[rows], len(GROUP_LEVELS),
+                                              self.data.n_schools, self.rng)
+        old = self.Z[rows]
+        self._fill(rows)
+        self._replace(rows, old)
+
+    def run(self, iterations: int) -> tuple[np.ndarray, np.ndarray]:
+        for _ in range(iterations):
+            for j in range(_P):
+                if self.miss[:, j].any():
+                    self.pmm(j)
+            if self.gmiss.any():
+                self.lda()
+        return self.values, self.group
+
+
+def _lda_fit(labels: np.ndarray, values: np.ndarray, school: np.ndarray, n_levels: int, n_schools: int):
+    """Class means and the pooled within-class covariance of [values, school dummies 1..G-1]
+    (+ 1e-6 I, as `lda_draw`), the school block kept as diagonal - U U' (rank n_levels)."""
+    n, p = values.shape
+    nk = np.bincount(labels, minlength=n_levels).astype(float)
+    priors = nk / n
+    sums_v = np.stack([np.bincount(labels, weights=values[:, c], minlength=n_levels) for c in range(p)], axis=1)
+    by_class = np.bincount(labels * n_schools + school, minlength=n_levels * n_schools).reshape(n_levels, n_schools)
+    empty = nk == 0
+    mean_v = np.where(empty[:, None], values.mean(axis=0), sums_v / np.maximum(nk, 1)[:, None])
+    share = np.bincount(school, minlength=n_schools) / n
+    mean_s = np.where(empty[:, None], share, by_class / np.maximum(nk, 1)[:, None])[:, 1:]
+    c = 1 / max(n - n_levels, 1)
+    school_v = np.stack([np.bincount(school, weights=values[:, j], minlength=n_schools) for j in range(p)])[:, 1:]
+    vv = c * (values.T @ values - (mean_v * nk[:, None]).T @ mean_v) + 1e-6 * np.eye(p)
+    vs = c * (school_v - (mean_v * nk[:, None]).T @ mean_s)
+    diagonal = c * np.bincount(school, minlength=n_schools)[1:] + 1e-6
+    U = (mean_s * np.sqrt(c * nk)[:, None]).T  # (G-1) x levels
+    return priors, mean_v, mean_s, vv, vs, diagonal, U
+
+
+def _structured_solve(vv, vs, diagonal, U, r_v, r_s):
+    """Solve [[vv, vs], [vs', diag(diagonal) - U U']] x = [r_v; r_s] (Woodbury for the school block,
+    then the Schur complement of the values block)."""
+    def ss_solve(b):
+        db = b / diagonal[:, None]
+        du = U / diagonal[:, None]
+        core = np.eye(U.shape[1]) - U.T @ du
+        return db + du @ np.linalg.solve(core, U.T @ db)
+
+    f = ss_solve(vs.T)  # (G-1) x p
+    schur = vv - vs @ f
+    x_v = np.linalg.solve(schur, r_v - vs @ ss_solve(r_s))
+    x_s = ss_solve(r_s - vs.T @ x_v)
+    return x_v, x_s
+
+
+def lda_scores_by_school(labels, values_obs, school_obs, values_mis, school_mis, n_levels, n_schools) -> np.ndarray:
+    """The discriminant scores of `lda_draw` (Z = values + school dummies) without the dummies:
+    missing rows x levels."""
+    priors, mean_v, mean_s, vv, vs, diagonal, U = _lda_fit(labels, values_obs, school_obs, n_levels, n_schools)
+    x_v, x_s = _structured_solve(vv, vs, diagonal, U, mean_v.T, mean_s.T)  # p x K, (G-1) x K
+    x_s = np.vstack([np.zeros((1, n_levels)), x_s])  # the first school: no dummy
+    quadratic = (mean_v * x_v.T).sum(axis=1) + (mean_s * x_s[1:].T).sum(axis=1)
+    return values_mis @ x_v + x_s[school_mis] - 0.5 * quadratic + np.log(np.maximum(priors, 1e-12))
+
+
+def lda_draw_by_school(labels, values_obs, school_obs, values_mis, school_mis, n_levels, n_schools,
+                       rng: np.random.Generator) -> np.ndarray:
+    """`lda_draw` with the school as codes: a bootstrap of the observed rows, the LDA posterior
+    of each missing row (`lda_scores_by_school`), a level drawn from it."""
+    boot = rng.integers(0, len(labels), len(labels))
+    scores = lda_scores_by_school(labels[boot], values_obs[boot], school_obs[boot], values_mis, school_mis,
+                                  n_levels, n_schools)
+    prob = np.exp(scores - scores.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
+    u = rng.random(len(values_mis))[:, None]
+    return (u > np.cumsum(prob, axis=1)).sum(axis=1).clip(0, n_levels - 1)
+
+
 def completed_frame(frame: pl.DataFrame, values: np.ndarray, group: np.ndarray) -> pl.DataFrame:
     """The sensitivity frame with one imputation filled in; dummies recomputed (passive)."""
     filled = frame.with_columns(
@@ -268,15 +550,32 @@ def completed_frame(frame: pl.DataFrame, values: np.ndarray, group: np.ndarray) 
     return add_group_dummies(filled)
 
 
-def impute(frame: pl.DataFrame, m: int = N_IMPUTATIONS, seed: int = MI_SEED,
-           workers: int | None = None) -> list[pl.DataFrame]:
-    """M completed data sets, each from its own chain seeded from `seed`. The chains are
-    independent: they run on every core (forked processes, numpy only), with the same
-    results as one after the other (`workers=1`)."""
+def _imputed_cells(data: ImputationInput, seed: np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
+    """One chain's imputations, only the cells that were missing (what crosses processes)."""
+    values, group = impute_once(data, np.random.default_rng(seed))
+    return values[np.isnan(data.values)], group[data.group < 0]
+
+
+def iter_completed(frame: pl.DataFrame, m: int = N_IMPUTATIONS, seed: int = MI_SEED,
+                   workers: int | None = None) -> Iterator[pl.DataFrame]:
+    """The M completed data sets, each from its own chain seeded from `seed`, one at a time.
+    The chains are independent: they run on every core (forked processes, numpy only), with
+    the same results as one after the other (`workers=1`); each returns only its imputed
+    cells, and each completed frame is built when it is needed (a large wave's 20 frames
+    are not held at once)."""
     data = imputation_input(frame)
     chains = np.random.SeedSequence(seed).spawn(m)
-    completed = fork_map(lambda s: impute_once(data, np.random.default_rng(s)), chains, workers)
-    return [completed_frame(frame, values, group) for values, group in completed]
+    miss, gmiss = np.isnan(data.values), data.group < 0
+    for cells, groups in fork_map(lambda s: _imputed_cells(data, s), chains, workers):
+        values, group = data.values.copy(), data.group.copy()
+        values[miss], group[gmiss] = cells, groups
+        yield completed_frame(frame, values, group)
+
+
+def impute(frame: pl.DataFrame, m: int = N_IMPUTATIONS, seed: int = MI_SEED,
+           workers: int | None = None) -> list[pl.DataFrame]:
+    """The M completed data sets of `iter_completed`, as a list."""
+    return list(iter_completed(frame, m, seed, workers))
 
 
 # ------------------------------------------------------------------ Rubin's rules
@@ -332,10 +631,13 @@ def multiple_imputation(frame: pl.DataFrame, complete: pl.DataFrame, wave: str,
                         m: int = N_IMPUTATIONS, seed: int = MI_SEED) -> pl.DataFrame:
     """`marts.mi_coefficients`: the 14 models (as published) pooled over M imputations, beside
     their complete-case fit on `complete` (the analysis sample)."""
-    datasets = impute(frame, m, seed)
+    specs = model_specs(MI_SPECIFICATION)
+    fits_by_spec: list[list] = [[] for _ in specs]
+    for completed in iter_completed(frame, m, seed):  # one completed data set at a time
+        for fits, spec in zip(fits_by_spec, specs):
+            fits.append(ols_fit(*design_matrix(completed, spec)))
     rows = []
-    for spec in model_specs(MI_SPECIFICATION):
-        fits = [ols_fit(*design_matrix(d, spec)) for d in datasets]
+    for spec, fits in zip(specs, fits_by_spec):
         betas = np.stack([f[0] for f in fits])
         variances = np.stack([f[1] for f in fits])
         df_complete = fits[0][2]

@@ -289,12 +289,14 @@ def design_rank(fitted) -> int:
     return int(np.count_nonzero(values > tolerance))
 
 
-def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
+def fit_model(sample: pl.DataFrame, spec: ModelSpec,
+              bootstrap: list[tuple[float, int, bool]] | None = None) -> FittedModel:
     """Fit one model by OLS; its coefficient rows cover every SE type in SE_TYPES.
 
     Each row is one term under one SE type, with estimate, std_error, t_value,
     p_value (t distribution), 95% ci_low/ci_high, stars (from p_value),
     wild_bootstrap_p (cluster_school rows only) and a note on the SE type.
+    `bootstrap`: `wild_cluster_bootstrap_ps` of this design, computed elsewhere.
     """
     from statsmodels.regression.linear_model import OLS  # slow to import: only where fitted
 
@@ -313,8 +315,8 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
     if n_clusters < 2:
         raise ValueError(f"{spec.label}: clustered standard errors need at least two schools")
     results = {se_type: robust_results(base, se_type, clusters) for se_type in SE_TYPES}
-    design = cluster_design(X, clusters)
-    bootstrap = wild_cluster_bootstrap_ps(y, X, clusters, design)
+    if bootstrap is None:
+        bootstrap = wild_cluster_bootstrap_ps(y, X, clusters, cluster_design(X, clusters))
     note = cluster_note(n_clusters, bootstrap[0][1], bootstrap[0][2])
     rows = []
     for se_type, res in results.items():
@@ -361,10 +363,42 @@ def check_single_wave(sample: pl.DataFrame, wave: str) -> None:
             raise ValueError(f"the sample for wave {wave!r} also holds waves {others}")
 
 
-def fit_every_model(sample: pl.DataFrame, wave: str) -> list[FittedModel]:
-    """Fit every model of both specifications on one wave's analysis sample."""
+def _bootstrap_or_none(design: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[tuple[float, int, bool]] | None:
+    """`wild_cluster_bootstrap_ps` of (y, X, clusters); None where it fails (fit_model then
+    refuses the design with its own message)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return wild_cluster_bootstrap_ps(*design)
+    except (np.linalg.LinAlgError, ValueError, ZeroDivisionError):
+        return None
+
+
+def fit_every_model(sample: pl.DataFrame, wave: str, workers: int | None = None) -> list[FittedModel]:
+    """Fit every model of both specifications on one wave's analysis sample.
+
+    The wild bootstrap p-values (most of the time on a large wave) are numpy work on the
+    design matrices: they run on every core (forked workers, `workers` at a time, the
+    designs built here, polars stays in this process), with the same results as in-line."""
+    from threadpoolctl import threadpool_limits
+
+    from lbc_pipeline.lib.parallel import default_workers, fork_map
+
     check_single_wave(sample, wave)
-    return [fit_model(sample, spec) for specification in SPECIFICATIONS for spec in model_specs(specification)]
+    specs = [spec for specification in SPECIFICATIONS for spec in model_specs(specification)]
+    workers = default_workers() if workers is None else workers
+    if workers <= 1:
+        return [fit_model(sample, spec) for spec in specs]
+    clusters = cluster_codes(sample)
+    fitted = []
+    for i in range(0, len(specs), workers):  # a batch of designs at a time: memory stays small
+        batch = specs[i:i + workers]
+        designs = [(*design_matrix(sample, spec), clusters) for spec in batch]
+        with threadpool_limits(limits=1, user_api="blas"):
+            ps = fork_map(_bootstrap_or_none, designs, workers)
+        del designs
+        fitted += [fit_model(sample, spec, p) for spec, p in zip(batch, ps)]
+    return fitted
 
 
 def model_frames(fitted: list[FittedModel], wave: str) -> tuple[pl.DataFrame, pl.DataFrame]:

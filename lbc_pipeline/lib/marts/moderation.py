@@ -99,6 +99,15 @@ def group_effect_gradient(fit: ModerationFit, group: str, value: float) -> np.nd
     return a
 
 
+def group_effect_gradients(fit: ModerationFit, group: str, values: np.ndarray) -> np.ndarray:
+    """`group_effect_gradient` at each of `values` (rows x terms), without a Python loop."""
+    term = GROUP_TERMS[group]
+    A = np.zeros((len(values), len(fit.spec.terms)))
+    A[:, fit.index(term)] = 1.0
+    A[:, fit.index(interaction_term(term, fit.spec.moderator))] = np.asarray(values, dtype=float) - fit.centre
+    return A
+
+
 def slope_gradient(fit: ModerationFit, group: str) -> np.ndarray:
     """The gradient of the moderator's slope within a group (b_M, plus b_{g:M} if g != none)."""
     a = np.zeros(len(fit.spec.terms))
@@ -211,7 +220,7 @@ def significant_at(fit: ModerationFit, group: str, se_type: str, values: np.ndar
     V = fit.covariances[se_type]
     beta = np.array([fit.beta[t] for t in fit.spec.terms])
     crit = stats.t.ppf(1 - ALPHA / 2, fit.df_resid)
-    A = np.stack([group_effect_gradient(fit, group, v) for v in values])
+    A = group_effect_gradients(fit, group, values)
     effect = A @ beta
     se = np.sqrt(np.einsum("ij,jk,ik->i", A, V, A))
     return np.abs(effect) >= crit * se, effect

@@ -27,6 +27,7 @@ Tables: `marts.cluster_sensitivity` (one row per wave x model x term x analysis)
 
 from __future__ import annotations
 
+import functools
 import itertools
 import warnings
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandera.polars as pa
 import polars as pl
-from scipy import stats
+from scipy import optimize, stats
 from statsmodels.regression.mixed_linear_model import MixedLM
 
 from lbc_pipeline.lib.contracts import WAVE, register
@@ -42,6 +43,8 @@ from lbc_pipeline.lib.marts.blas import single_blas_thread
 from lbc_pipeline.lib.marts.models import (
     CONST,
     ModelSpec,
+    cluster_design,
+    cluster_hessians,
     design_matrix,
     model_specs,
     rademacher_weights,
@@ -58,6 +61,11 @@ WEBB_WEIGHTS = np.array([-np.sqrt(1.5), -1.0, -np.sqrt(0.5), np.sqrt(0.5), 1.0, 
 WEBB_ENUMERATE_MAX_CLUSTERS = 5
 BOOTSTRAP_DRAWS = 9999
 BOOTSTRAP_SEED = 20230113
+# Up to this many children the analyses use their direct forms (a dummy column per school,
+# the bootstrap samples refitted in blocks, statsmodels MixedLM); above it the same
+# estimators from per-school and per-class sums (`*_by_sums`), which need no rows x schools
+# matrix and no per-class Python loop. Tests check each pair against each other.
+CLUSTER_DIRECT_MAX_ROWS = 20_000
 CLASS_COLUMN = "class_key"
 SCHOOL_COLUMN = "school_id"
 
@@ -76,12 +84,17 @@ def focal_specs() -> list[ModelSpec]:
     return [s for s in model_specs(FOCAL_SPECIFICATION) if (s.table_no, s.model_no) in FOCAL_MODELS]
 
 
+@functools.lru_cache(maxsize=4)
 def webb_weights(n_clusters: int) -> tuple[np.ndarray, bool]:
-    """Return Webb six-point weight patterns (clusters x patterns) and whether all are enumerated."""
+    """Return Webb six-point weight patterns (clusters x patterns) and whether all are enumerated
+    (drawn once per number of clusters and shared, read-only, by every term and model)."""
     if n_clusters <= WEBB_ENUMERATE_MAX_CLUSTERS:
-        return np.array(list(itertools.product(WEBB_WEIGHTS, repeat=n_clusters))).T, True
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    return rng.choice(WEBB_WEIGHTS, size=(n_clusters, BOOTSTRAP_DRAWS)), False
+        patterns, enumerated = np.array(list(itertools.product(WEBB_WEIGHTS, repeat=n_clusters))).T, True
+    else:
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        patterns, enumerated = rng.choice(WEBB_WEIGHTS, size=(n_clusters, BOOTSTRAP_DRAWS)), False
+    patterns.setflags(write=False)
+    return patterns, enumerated
 
 
 def wild_bootstrap_p(y: np.ndarray, X: np.ndarray, clusters: np.ndarray, column: int, weights: np.ndarray) -> float:
@@ -127,6 +140,74 @@ def cr1_standard_errors(y: np.ndarray, X: np.ndarray, clusters: np.ndarray) -> t
     meat = scores.T @ scores
     cov = g / (g - 1) * (n - 1) / (n - k) * xtx_inv @ meat @ xtx_inv
     return beta, np.sqrt(np.diag(cov))
+
+
+def cr1_standard_errors_by_sums(y: np.ndarray, X: np.ndarray, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`cr1_standard_errors` with the cluster scores X_g'u_g from one sorted pass (no mask per
+    cluster)."""
+    n, k = X.shape
+    design = cluster_design(X, clusters)
+    beta = design.xtx_inv @ (X.T @ y)
+    u = y - X @ beta
+    scores = np.add.reduceat((X * u[:, None])[design.order], design.starts, axis=0)
+    g = design.n_clusters
+    cov = g / (g - 1) * (n - 1) / (n - k) * design.xtx_inv @ (scores.T @ scores) @ design.xtx_inv
+    return beta, np.sqrt(np.diag(cov))
+
+
+def wild_bootstrap_ps_by_sums(y: np.ndarray, X: np.ndarray, clusters: np.ndarray) -> dict[str, list[float]]:
+    """`wild_bootstrap_ps` from per-cluster sums: the same bootstrap-t (WCR, any weights).
+
+    With H_g = X_g'X_g, the restricted residuals of column j are u_j = e + b_j X c_j
+    (Frisch-Waugh-Lovell: e and b the full fit, X c_j the part of x_j the other columns do
+    not explain), so each cluster's X_g'u_j = X_g'e + b_j H_g c_j. The restricted fitted
+    values lie in the span of X, so sample b's coefficient is a'X'f_j + z_b[j] (the first
+    term 0 up to rounding; a = row j of (X'X)^-1, z_b = (X'X)^-1 sum_g w_gb X_g'u_j) and its
+    cluster scores are w_gb q_g - (a'H_g) z_b (q_g = a'X_g'u_j). Their sum of squares is
+    (q^2)'(w_b^2) - 2 z_b'(q aH)'w_b + z_b'(aH'aH) z_b: every term's statistics are rows over
+    clusters times the weight patterns, one matrix product per weight distribution, never a
+    rows x patterns or clusters x patterns x terms array.
+    """
+    n, k = X.shape
+    design = cluster_design(X, clusters)
+    g = design.n_clusters
+    xtx, xtx_inv = design.xtx, design.xtx_inv
+    beta = xtx_inv @ (X.T @ y)
+    Xs = X[design.order]
+    S_e = np.add.reduceat(Xs * (y[design.order] - Xs @ beta)[:, None], design.starts, axis=0)  # clusters x k
+    del Xs
+    H = cluster_hessians(design)
+    correction = g / (g - 1) * (n - 1) / (n - k)
+    pieces = []
+    for j in range(k):
+        keep = np.arange(k) != j
+        c = np.zeros(k)
+        c[j] = 1.0
+        c[keep] = -np.linalg.solve(xtx[np.ix_(keep, keep)], xtx[keep, j])
+        S_u = S_e + beta[j] * (H @ c)  # clusters x k: X_g'u_j
+        a = xtx_inv[j]
+        q, aH = S_u @ a, H @ a
+        constant = float(a @ (xtx @ (beta - beta[j] * c)))  # a'X'f_j
+        pieces.append((constant, q, aH, np.vstack([xtx_inv @ S_u.T, (q[:, None] * aH).T])))
+    stacked = np.vstack([rows for *_, rows in pieces])  # (2k k) x clusters
+    squares = np.vstack([q ** 2 for _, q, _, _ in pieces])  # k x clusters
+    out: dict[str, list[float]] = {}
+    def t_stats(w: np.ndarray) -> list[np.ndarray]:
+        """Every term's bootstrap t for the patterns w (clusters x patterns)."""
+        projected, projected_sq = stacked @ w, squares @ (w ** 2)
+        out = []
+        for j, (constant, q, aH, _) in enumerate(pieces):
+            z, qaw = projected[2 * k * j:2 * k * j + k], projected[2 * k * j + k:2 * k * (j + 1)]
+            total = projected_sq[j] - 2 * (z * qaw).sum(axis=0) + (z * ((aH.T @ aH) @ z)).sum(axis=0)
+            out.append((constant + z[j]) / np.sqrt(correction * total))
+        return out
+
+    observed = [t[0] for t in t_stats(np.ones((g, 1)))]
+    out: dict[str, list[float]] = {}
+    for analysis, (weights, _) in wild_bootstrap_weights(g).items():
+        out[analysis] = [float(np.mean(np.abs(t_boot) >= abs(t_obs) - 1e-10 * max(1.0, abs(t_obs))))
+                         for t_obs, t_boot in zip(observed, t_stats(weights))]
+    return out
 
 
 def codes(values: pl.Series) -> np.ndarray:
@@ -178,6 +259,66 @@ def school_fixed_effects(sample: pl.DataFrame, spec: ModelSpec, wave: str) -> li
     return rows
 
 
+def _by_group(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Group sums of each column of `values` (groups x columns)."""
+    values = values.reshape(len(values), -1)
+    return np.stack([np.bincount(groups, weights=values[:, c], minlength=n_groups)
+                     for c in range(values.shape[1])], axis=1)
+
+
+def school_fixed_effects_by_sums(sample: pl.DataFrame, spec: ModelSpec, wave: str) -> list[dict]:
+    """`school_fixed_effects` without the school dummy columns (Frisch-Waugh-Lovell).
+
+    The terms' coefficients are those of the within-school centred columns; the constant is
+    the first school's intercept, ybar_0 - xbar_0' beta; the residuals are the dummy model's.
+    Conventional SEs: s2 (W~'W~)^-1, and s2 (1/n_0 + xbar_0' (W~'W~)^-1 xbar_0) for the
+    constant. HC3: each estimate is a linear function l'y, its variance sum_i l_i^2 u_i^2 /
+    (1 - h_i)^2 with the dummy model's leverage h_i = 1/n_s(i) + w~_i' (W~'W~)^-1 w~_i. A term
+    is left out when its centred column adds no rank to the centred columns already kept
+    (the dummy form's rank test)."""
+    y, X = design_matrix(sample, spec)
+    school = codes(sample[SCHOOL_COLUMN])
+    g = int(school.max()) + 1
+    counts = np.bincount(school, minlength=g).astype(float)
+    x_means = _by_group(X, school, g) / counts[:, None]
+    y_means = _by_group(y, school, g)[:, 0] / counts
+    Xw, yw = X - x_means[school], y - y_means[school]
+    const = spec.terms.index(CONST)
+    keep, dropped = [], []
+    for j in (j for j in range(len(spec.terms)) if j != const):
+        trial = Xw[:, keep + [j]]
+        (keep if np.linalg.matrix_rank(trial) == trial.shape[1] else dropped).append(j)
+    if 0 in dropped:
+        raise ValueError(f"{spec.label} with school fixed effects: {spec.terms[0]} is constant within schools")
+    W = Xw[:, keep]
+    inv = np.linalg.inv(W.T @ W)
+    beta = inv @ (W.T @ yw)
+    u = yw - W @ beta
+    n = len(y)
+    df = n - len(keep) - g
+    sigma2 = u @ u / df
+    m0 = x_means[0, keep]
+    intercept = y_means[0] - m0 @ beta
+    leverage = 1 / counts[school] + np.einsum("ij,jk,ik->i", W, inv, W)
+    omega = (u / (1 - leverage)) ** 2
+    L = W @ inv  # rows x terms: l_i of each coefficient
+    l_const = (school == 0) / counts[0] - L @ m0
+    estimates = dict(zip(keep, beta)) | {const: intercept}
+    conventional = dict(zip(keep, np.sqrt(sigma2 * np.diag(inv)))) | {const: np.sqrt(sigma2 * (1 / counts[0] + m0 @ inv @ m0))}
+    hc3 = dict(zip(keep, np.sqrt((L ** 2 * omega[:, None]).sum(axis=0)))) | {const: np.sqrt((l_const ** 2 * omega).sum())}
+    kept = sorted([const, *keep])
+    suffix = f"; left out (constant within schools): {', '.join(spec.terms[j] for j in sorted(dropped))}" if dropped else ""
+    rows = []
+    for analysis, se in (("school_fe", conventional), ("school_fe_hc3", hc3)):
+        for j in kept:
+            p = 2 * stats.t.sf(abs(estimates[j] / se[j]), df)
+            rows.append(row(wave, spec, spec.terms[j], analysis, estimates[j], se[j], p, n, g,
+                            ANALYSIS_NOTES[analysis] + suffix))
+    return rows
+
+
+BY_SUMS_NOTE = (f"; above {CLUSTER_DIRECT_MAX_ROWS:,} children the same REML estimator and MixedLM's standard errors "
+                "computed from per-class sums, not by MixedLM")
 WILD_ANALYSES = ("wild_rademacher", "wild_webb")
 
 
@@ -199,8 +340,10 @@ def wild_bootstrap_rows(sample: pl.DataFrame, spec: ModelSpec, wave: str,
     y, X = design_matrix(sample, spec)
     clusters = codes(sample[SCHOOL_COLUMN])
     g = int(clusters.max()) + 1
-    beta, se = cr1_standard_errors(y, X, clusters)
-    p_values = p_values if p_values is not None else wild_bootstrap_ps(y, X, clusters)
+    direct = len(y) <= CLUSTER_DIRECT_MAX_ROWS
+    beta, se = (cr1_standard_errors if direct else cr1_standard_errors_by_sums)(y, X, clusters)
+    if p_values is None:
+        p_values = (wild_bootstrap_ps if direct else wild_bootstrap_ps_by_sums)(y, X, clusters)
     rows = []
     for analysis, (weights, enumerated) in wild_bootstrap_weights(g).items():
         how = (f"all {weights.shape[1]} patterns of {g} clusters enumerated; smallest attainable p "
@@ -243,11 +386,94 @@ class RandomInterceptFit:
     icc: float
     converged: bool
     warnings: tuple[str, ...]
+    by_sums: bool = False  # fitted by random_intercept_fit_by_sums, not MixedLM
+
+
+def random_intercept_fit_by_sums(y: np.ndarray, X: np.ndarray, groups: np.ndarray) -> RandomInterceptFit:
+    """The REML random-intercept fit of `fit_random_intercept`, from per-class sums.
+
+    With psi = class variance / residual variance, V_g = I + psi 11' and V_g^-1 = I - c_g 11',
+    c_g = psi / (1 + n_g psi), so X'V^-1X = X'X - sum_g c_g s_g s_g' (s_g = X_g'1), X'V^-1y and
+    y'V^-1y likewise: the restricted likelihood with the residual variance profiled out,
+    -1/2 [(N - p) log q(psi) + sum_g log(1 + n_g psi) + log det X'V^-1X], q the GLS residual
+    quadratic form, is a function of psi through class sums only, maximised on psi >= 0 where
+    its derivative is 0 (Brent's root search; psi = 0 when it falls from there). The residual variance is q / (N - p), the
+    class variance psi times it, the fixed effects GLS. Their standard errors are statsmodels'
+    (MixedLM.hessian for one random intercept, written with the class sums): the inverse of
+    minus the Hessian of the profile likelihood in (beta, psi), cross terms included. The
+    warnings are MixedLM's: a class variance under 0.01 ('on the boundary'), a Hessian
+    whose diagonal is not negative."""
+    n, p = X.shape
+    n_groups = int(groups.max()) + 1
+    n_g = np.bincount(groups, minlength=n_groups).astype(float)
+    S = _by_group(X, groups, n_groups)  # classes x p
+    t_y = np.bincount(groups, weights=y, minlength=n_groups)
+    xtx, xty, yy = X.T @ X, X.T @ y, float(y @ y)
+    fac = n - p
+
+    def gls(psi: float):
+        c = psi / (1 + n_g * psi)
+        xtvix = xtx - (S * c[:, None]).T @ S
+        xtviy = xty - S.T @ (c * t_y)
+        beta = np.linalg.solve(xtvix, xtviy)
+        q = yy - float(c @ t_y ** 2) - float(xtviy @ beta)
+        return beta, xtvix, q
+
+    def slope(psi: float) -> float:
+        """d/dpsi of minus the profile log-likelihood: with d_g = 1/(1 + n_g psi), dc_g/dpsi = d_g^2,
+        so d log det X'V^-1X = -sum d_g^2 s_g'(X'V^-1X)^-1 s_g and (envelope) dq = -sum d_g^2 t_g^2,
+        t_g the class's sum of GLS residuals."""
+        beta, xtvix, q = gls(psi)
+        d = 1 / (1 + n_g * psi)
+        t = t_y - S @ beta
+        lever = np.einsum("gi,gi->g", S, np.linalg.solve(xtvix, S.T).T)
+        return 0.5 * (-fac * float((d ** 2 * t ** 2).sum()) / q + float((n_g * d).sum()) - float((d ** 2 * lever).sum()))
+
+    converged = True
+    if slope(0.0) >= 0:  # the likelihood falls from psi = 0: the class variance is on the boundary
+        psi = 0.0
+    else:
+        upper = 1.0
+        while slope(upper) < 0 and upper < 1e8:
+            upper *= 10
+        psi, info = optimize.brentq(slope, 0.0, upper, xtol=1e-14, rtol=4 * np.finfo(float).eps, full_output=True)
+        converged = bool(info.converged)
+    beta, xtvix, q = gls(psi)
+    scale = q / fac
+    # statsmodels' Hessian (MixedLM.hessian) at (beta, psi), residual variance profiled
+    d = 1 / (1 + n_g * psi)
+    t = t_y - S @ beta  # per class: sum of residuals
+    rvir = q
+    hess_fe = -fac * xtvix / rvir
+    hess_fere = -fac * ((d ** 2 * t) @ S) / rvir
+    B = float((d ** 2 * t ** 2).sum())
+    D = float((2 * d ** 3 * n_g * t ** 2).sum())
+    hess_re = float((d ** 2 * n_g ** 2).sum() / 2) - 0.5 * fac * (D / rvir - B ** 2 / rvir ** 2)
+    xtax = (S * (d ** 2)[:, None]).T @ S
+    F = 2 * (S * (d ** 3 * n_g)[:, None]).T @ S
+    QL = np.linalg.solve(xtvix, xtax)
+    hess_re += 0.5 * (float((QL.T * QL).sum()) - float(np.trace(np.linalg.solve(xtvix, F))))
+    hess = np.zeros((p + 1, p + 1))
+    hess[:p, :p] = hess_fe
+    hess[:p, p] = hess[p, :p] = hess_fere
+    hess[p, p] = hess_re
+    cov = np.linalg.inv(-hess)
+    between = scale * psi
+    caught = []
+    if between < 0.01:
+        caught.append("The MLE may be on the boundary of the parameter space.")
+    if np.any(np.diag(hess) >= 0):
+        caught.append("The Hessian matrix at the estimated parameter values is not positive definite.")
+    return RandomInterceptFit(beta, np.sqrt(np.diag(cov)[:p]), between, scale, between / (between + scale),
+                              converged, tuple(caught), by_sums=True)
 
 
 def random_intercept_fit(design: tuple[np.ndarray, np.ndarray, np.ndarray]) -> RandomInterceptFit:
-    """`fit_random_intercept` on (y, X, groups), summarised (numpy and statsmodels only)."""
+    """`fit_random_intercept` on (y, X, groups), summarised (numpy and statsmodels only); above
+    CLUSTER_DIRECT_MAX_ROWS rows `random_intercept_fit_by_sums`."""
     y, X, groups = design
+    if len(y) > CLUSTER_DIRECT_MAX_ROWS:
+        return random_intercept_fit_by_sums(y, X, groups)
     result, caught = fit_random_intercept(y, X, groups)
     between, within, value = icc(result)
     return RandomInterceptFit(np.asarray(result.fe_params), np.asarray(result.bse_fe), between, within, value,
@@ -264,8 +490,9 @@ def multilevel_rows(sample: pl.DataFrame, spec: ModelSpec, wave: str,
     k = X.shape[1]
     params, bse = fit.fe_params, fit.bse_fe
     n_classes = int(groups.max()) + 1
+    note = ANALYSIS_NOTES["multilevel_class"] + (BY_SUMS_NOTE if fit.by_sums else "")
     rows = [row(wave, spec, term, "multilevel_class", params[j], bse[j], 2 * stats.norm.sf(abs(params[j] / bse[j])),
-                len(y), n_classes, ANALYSIS_NOTES["multilevel_class"]) for j, term in enumerate(spec.terms)]
+                len(y), n_classes, note) for j, term in enumerate(spec.terms)]
     assert len(rows) == k
     return rows, {"wave": wave, "model": spec.label, "table_no": spec.table_no, "model_no": spec.model_no,
                   "n_obs": len(y), "n_classes": n_classes, "class_variance": fit.between,
@@ -291,7 +518,9 @@ def empty_model_icc(sample: pl.DataFrame, wave: str, fit: RandomInterceptFit | N
 def _numeric_work(task: tuple[str, tuple]):
     """One independent numeric piece of the clustering analyses (run in a forked worker)."""
     kind, arrays = task
-    return random_intercept_fit(arrays) if kind == "multilevel" else wild_bootstrap_ps(*arrays)
+    if kind == "multilevel":
+        return random_intercept_fit(arrays)
+    return (wild_bootstrap_ps if len(arrays[0]) <= CLUSTER_DIRECT_MAX_ROWS else wild_bootstrap_ps_by_sums)(*arrays)
 
 
 CLUSTER_SCHEMA = {
@@ -327,7 +556,8 @@ def clustering_sensitivity(sample: pl.DataFrame, wave: str) -> tuple[pl.DataFram
     fits, p_values = done[:len(specs) + 1], done[len(specs) + 1:]
     rows, iccs = [], [empty_model_icc(sample, wave, fits[0])]
     for spec, fit, ps in zip(specs, fits[1:], p_values):
-        rows += school_fixed_effects(sample, spec, wave)
+        rows += (school_fixed_effects if sample.height <= CLUSTER_DIRECT_MAX_ROWS
+                 else school_fixed_effects_by_sums)(sample, spec, wave)
         rows += wild_bootstrap_rows(sample, spec, wave, ps)
         ml_rows, icc_row = multilevel_rows(sample, spec, wave, fit)
         rows += ml_rows

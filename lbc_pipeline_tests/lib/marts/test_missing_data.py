@@ -143,3 +143,135 @@ def test_covariance_root_falls_back_on_a_semidefinite_matrix():
         np.linalg.cholesky(semi)
     root = _covariance_root(semi)
     assert np.allclose(root @ root.T, np.outer(v, v), atol=1e-10)
+
+
+# ------------------------------------------------------------------ the forms used at scale
+def test_distance_matrix_in_blocks_gives_the_same_donors_as_the_whole_matrix(monkeypatch):
+    rng = np.random.default_rng(5)
+    obs, mis = rng.normal(size=300).round(1), rng.normal(size=70).round(1)  # rounded: many ties
+    whole = np.argpartition(np.abs(mis[:, None] - obs[None, :]), 4, axis=1)[:, :5]
+    monkeypatch.setattr(md, "PMM_BLOCK_CELLS", 7 * 300)  # 7 missing rows per block
+    assert np.array_equal(md.nearest_by_distance(obs, mis, 5), whole)
+
+
+def test_nearest_by_hand_on_each_path():
+    obs = np.array([0.0, 10.0, 1.0, 6.5, 3.0, 20.0, 4.5])
+    mis = np.array([4.0, -5.0, 25.0])
+    # 4.0: 4.5 (0.5), 3.0 (1.0), 6.5 (2.5); -5: 0, 1, 3; 25: 20, 10, 6.5
+    expected = [{6, 4, 3}, {0, 2, 4}, {5, 1, 3}]
+    by_distance = md.nearest_by_distance(obs, mis, 3)
+    by_sorting = md.nearest_by_sorting(obs, mis, 3)
+    assert [set(r) for r in by_distance] == expected == [set(r) for r in by_sorting]
+    assert by_sorting.tolist() == [[6, 4, 3], [0, 2, 4], [5, 1, 3]]  # nearest first
+
+
+def test_sorted_search_selects_the_donor_sets_of_the_distance_matrix_without_ties():
+    rng = np.random.default_rng(8)
+    for n_obs, k in ((1, 1), (4, 4), (9, 5), (500, 5)):
+        obs, mis = rng.normal(size=n_obs), rng.normal(scale=2, size=200)
+        a, b = md.nearest_by_distance(obs, mis, k), md.nearest_by_sorting(obs, mis, k)
+        assert [set(r) for r in a] == [set(r) for r in b]
+
+
+def test_pmm_draw_uses_the_sorted_search_above_the_cell_limit(monkeypatch):
+    rng = np.random.default_rng(2)
+    Z = rng.normal(size=(400, 3))
+    y = (Z @ [1.0, -2.0, 0.5] + rng.normal(size=400)).round(2)
+    called = []
+    monkeypatch.setattr(md, "nearest_by_sorting", lambda *a: called.append(1) or md.nearest_by_distance(*a))
+    small = md.pmm_draw(y[:300], Z[:300], Z[300:], np.random.default_rng(1))
+    assert not called
+    monkeypatch.setattr(md, "PMM_DISTANCE_MAX_CELLS", 100)
+    large = md.pmm_draw(y[:300], Z[:300], Z[300:], np.random.default_rng(1))
+    assert called and np.array_equal(small, large)  # the same donors and draws when both are argpartition's
+
+
+def school_design(n=600, n_schools=7, seed=4):
+    rng = np.random.default_rng(seed)
+    school = rng.integers(0, n_schools, n)
+    W = rng.normal(size=(n, 3)) + school[:, None] * 0.3
+    y = W @ [0.5, -1.0, 2.0] + np.array([0.0, 1, -1, 2, 0.5, 3, -2])[school] + rng.normal(size=n)
+    return school, W, y
+
+
+def test_school_effects_fit_equals_dummy_least_squares():
+    school, W, y = school_design()
+    Z = np.column_stack([W, y])
+    fit = md.school_effects_fit(Z.T @ Z, md._school_sums(Z, school, 7), np.bincount(school, minlength=7), [0, 1, 2], 3)
+    dummies = np.column_stack([(school == s).astype(float) for s in range(1, 7)])
+    X = np.column_stack([W, dummies, np.ones(len(y))])
+    xtx_inv = np.linalg.inv(X.T @ X)
+    b = xtx_inv @ X.T @ y
+    assert np.allclose(fit.beta, b[:3], rtol=1e-10, atol=1e-12)
+    assert np.allclose(fit.xtx_inv, xtx_inv[:3, :3], rtol=1e-9)
+    assert np.allclose(fit.intercept, b[-1] + np.r_[0.0, b[3:9]], rtol=1e-10)
+    assert fit.df == len(y) - X.shape[1]
+    # the factored posterior draw (beta*, then each intercept given beta*) has the dummy form's
+    # covariance: var(intercept_s) = sigma2 / n_s + wbar_s' var(beta) wbar_s
+    L = np.column_stack([np.zeros((7, 3)), np.vstack([np.zeros(6), np.eye(6)]), np.ones(7)])
+    dense = np.diag(L @ xtx_inv @ L.T)
+    factored = 1 / fit.counts + np.einsum("sj,jk,sk->s", fit.means, fit.xtx_inv, fit.means)
+    assert np.allclose(dense, factored, rtol=1e-9)
+
+
+def test_lda_scores_by_school_equal_the_dummy_form():
+    rng = np.random.default_rng(6)
+    n, n_schools = 500, 6
+    school = rng.integers(0, n_schools, n)
+    values = rng.normal(size=(n, 4)) + school[:, None] * 0.2
+    labels = (rng.integers(0, 3, n) + (values[:, 0] > 1)).clip(0, 3)
+    labels[labels == 2] = 1  # level 2 empty: the overall mean, prior 1e-12, as lda_draw
+    dummies = np.column_stack([(school == s).astype(float) for s in range(1, n_schools)])
+    Z = np.column_stack([values, dummies])
+    means = np.stack([Z[labels == k].mean(axis=0) if (labels == k).any() else Z.mean(axis=0) for k in range(4)])
+    centred = Z - means[labels]
+    inv = np.linalg.inv(centred.T @ centred / (n - 4) + 1e-6 * np.eye(Z.shape[1]))
+    priors = np.array([(labels == k).mean() for k in range(4)])
+    dense = Z[:50] @ inv @ means.T - 0.5 * np.einsum("kj,jl,kl->k", means, inv, means) + np.log(np.maximum(priors, 1e-12))
+    structured = md.lda_scores_by_school(labels, values, school, values[:50], school[:50], 4, n_schools)
+    assert np.allclose(structured, dense, rtol=1e-8, atol=1e-8)
+
+
+def test_school_effects_chain_imputes_like_the_direct_form(monkeypatch):
+    """Above MI_DIRECT_MAX_ROWS: only missing cells filled, with observed codes, seeded; the
+    Gram matrix kept up to date equals the one of the final values; the pooled estimates agree
+    with the direct form's within their standard errors."""
+    frame = frame_with_missing(n=600, seed=5, share=0.2)
+    data = md.imputation_input(frame)
+    chain = md.SchoolEffectsChain(data, np.random.default_rng(3))
+    values, group = chain.run(3)
+    fresh = np.empty_like(chain.Z)
+    chain.Z, saved = fresh, chain.Z
+    chain._fill(slice(None))
+    assert np.array_equal(fresh, saved)
+    assert np.allclose(chain.gram, fresh.T @ fresh, rtol=1e-10)
+    assert np.allclose(chain.sums, md._school_sums(fresh, data.school, data.n_schools), rtol=1e-10, atol=1e-9)
+    assert (group >= 0).all() and not np.isnan(values).any()
+    direct = md.multiple_imputation(frame, frame.drop_nulls(), "t", m=5, seed=1)
+    monkeypatch.setattr(md, "MI_DIRECT_MAX_ROWS", 100)
+    first = md.impute(frame, m=2, seed=11)
+    assert all(a.equals(b) for a, b in zip(first, md.impute(frame, m=2, seed=11)))
+    for done in first:
+        for c in ("mother_edu", "belong", "depression"):
+            kept = frame[c].is_not_null()
+            assert done.filter(kept)[c].equals(frame.filter(kept)[c])
+            assert set(done[c].unique().to_list()) <= set(frame[c].drop_nulls().unique().to_list())
+    scaled = md.multiple_imputation(frame, frame.drop_nulls(), "t", m=5, seed=1)
+    gap = (scaled["estimate"] - direct["estimate"]).abs() / direct["std_error"]
+    assert gap.max() < 1.5
+
+
+def test_sorting_from_a_previous_order_sorts_and_keeps_its_ties():
+    rng = np.random.default_rng(12)
+    yhat = rng.integers(0, 50, 400).astype(float)  # many ties
+    previous = rng.permutation(400)
+    order = md.observed_order(yhat, previous)
+    assert np.array_equal(np.sort(yhat), yhat[order])
+    for value in (3.0, 17.0):  # ties stay in the previous permutation's order
+        tied = previous[yhat[previous] == value]
+        assert np.array_equal(order[yhat[order] == value], tied)
+    assert np.array_equal(md.observed_order(yhat), np.argsort(yhat, kind="stable"))
+    distinct = rng.normal(size=400)
+    mis = rng.normal(size=50)
+    a = md.nearest_by_sorting(distinct, mis, 5, md.observed_order(distinct, previous))
+    assert [set(r) for r in a] == [set(r) for r in md.nearest_by_distance(distinct, mis, 5)]

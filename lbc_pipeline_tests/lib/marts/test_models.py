@@ -331,3 +331,10 @@ def test_model_artifact_is_json_and_complete(sample):
     assert artifact["statsmodels_version"]
     assert artifact["n_obs"] == sample.height
     assert artifact["sample_sha256"] == models.sample_sha256(sample)
+
+
+def test_bootstrap_on_forked_workers_gives_the_same_models_as_in_line():
+    sample = random_analytic_sample(300, 17, n_schools=7)
+    forked = models.model_frames(models.fit_every_model(sample, "t", workers=3), "t")
+    serial = models.model_frames(models.fit_every_model(sample, "t", workers=1), "t")
+    assert forked[0].equals(serial[0]) and forked[1].equals(serial[1])

@@ -151,3 +151,13 @@ def test_prediction_lines_difference_between_groups_is_the_simple_slope(sample):
     gap = at.filter(pl.col("migration_group") == "mother")["predicted"][0] - at.filter(pl.col("migration_group") == "none")["predicted"][0]
     results, names = refit_centred(sample, "belong", v)
     assert gap == pytest.approx(results["nonrobust"].params[names.index("mother")], abs=1e-8)
+
+
+def test_group_effect_gradients_are_the_gradients_at_each_value():
+    from lbc_pipeline_tests.helpers import random_analytic_sample
+
+    fit = moderation.fit_table4(random_analytic_sample(200, 3))[0]
+    values = np.array([1.0, 2.5, 3.0, -1.0])
+    for group in moderation.GROUP_TERMS:
+        expected = np.stack([moderation.group_effect_gradient(fit, group, v) for v in values])
+        assert np.array_equal(moderation.group_effect_gradients(fit, group, values), expected)

@@ -147,3 +147,96 @@ def test_forked_numeric_work_gives_the_same_tables_as_one_process(monkeypatch):
     monkeypatch.setenv("LBC_WORKERS", "1")
     serial = sensitivity.clustering_sensitivity(sample, "t")
     assert forked[0].equals(serial[0]) and forked[1].equals(serial[1])
+
+
+# ------------------------------------------------------------------ the forms used at scale
+def many_school_sample(n=900, n_schools=30, seed=41, class_sd=1.5):
+    """Many schools, three classes each, a class effect: the shape of a large wave, small."""
+    frame = random_analytic_sample(n, seed, n_schools=n_schools)
+    rng = np.random.default_rng(seed)
+    class_key = [f"{s}/{c}" for s, c in zip(frame["school_id"], rng.integers(0, 3, n))]
+    keys = sorted(set(class_key))
+    shift = dict(zip(keys, rng.normal(scale=class_sd, size=len(keys))))
+    y = (12 + 2.0 * frame["mother_away"].to_numpy() - 0.8 * frame["belong"].to_numpy()
+         + np.array([shift[k] for k in class_key]) + rng.normal(scale=3, size=n))
+    return frame.with_columns(depression=y, class_key=pl.Series(class_key))
+
+
+@pytest.mark.parametrize("spec_index", [0, 3])
+def test_school_fixed_effects_by_sums_equal_the_dummy_form(spec_index):
+    sample = many_school_sample()
+    spec = sensitivity.focal_specs()[spec_index]
+    dense = pl.DataFrame(sensitivity.school_fixed_effects(sample, spec, "t"))
+    sums = pl.DataFrame(sensitivity.school_fixed_effects_by_sums(sample, spec, "t"))
+    assert dense.select("term", "analysis", "n_obs", "n_groups", "note").equals(
+        sums.select("term", "analysis", "n_obs", "n_groups", "note"))
+    for column in ("estimate", "std_error", "p_value"):
+        assert np.allclose(sums[column], dense[column], rtol=1e-8, atol=1e-12), column
+
+
+def test_school_fixed_effects_by_sums_leave_out_the_same_terms():
+    sample = many_school_sample().with_columns(korean=pl.col("school_id").is_in(["S1", "S2"]).cast(pl.Int64))
+    spec = sensitivity.focal_specs()[0]
+    dense = pl.DataFrame(sensitivity.school_fixed_effects(sample, spec, "t"))
+    sums = pl.DataFrame(sensitivity.school_fixed_effects_by_sums(sample, spec, "t"))
+    assert "korean" not in sums["term"].to_list() and dense.select("term", "note").equals(sums.select("term", "note"))
+
+
+@pytest.mark.parametrize("n_schools", [4, 9])
+def test_wild_bootstrap_by_sums_equals_the_refitting_form(n_schools):
+    sample = many_school_sample(n=400, n_schools=n_schools)
+    y, X = models.design_matrix(sample, sensitivity.focal_specs()[1])
+    clusters = sensitivity.codes(sample["school_id"])
+    assert sensitivity.wild_bootstrap_ps_by_sums(y, X, clusters) == sensitivity.wild_bootstrap_ps(y, X, clusters)
+    beta, se = sensitivity.cr1_standard_errors(y, X, clusters)
+    beta2, se2 = sensitivity.cr1_standard_errors_by_sums(y, X, clusters)
+    assert np.allclose(beta, beta2, rtol=1e-10) and np.allclose(se, se2, rtol=1e-10)
+
+
+@pytest.mark.parametrize("class_sd, spec_index", [(1.5, 0), (1.5, 4), (0.0, 0)])
+def test_random_intercept_by_sums_equals_mixedlm(class_sd, spec_index):
+    sample = many_school_sample(class_sd=class_sd)
+    y, X = models.design_matrix(sample, sensitivity.focal_specs()[spec_index])
+    groups = sensitivity.codes(sample["class_key"])
+    result, caught = sensitivity.fit_random_intercept(y, X, groups)
+    fit = sensitivity.random_intercept_fit_by_sums(y, X, groups)
+    between, within, icc = sensitivity.icc(result)
+    assert np.allclose(fit.fe_params, result.fe_params, rtol=1e-6, atol=1e-6)
+    assert np.allclose(fit.bse_fe, result.bse_fe, rtol=1e-5)
+    assert fit.within == pytest.approx(within, rel=1e-6)
+    assert fit.between == pytest.approx(between, rel=1e-4, abs=1e-6)
+    assert fit.icc == pytest.approx(icc, rel=1e-4, abs=1e-7)
+    assert fit.converged and set(fit.warnings) == {w for w in caught if "boundary" in w or "Hessian" in w}
+
+
+def test_random_intercept_by_sums_on_balanced_classes_is_the_anova_estimator():
+    rng = np.random.default_rng(5)
+    n_classes, size = 40, 25
+    y = np.repeat(rng.normal(scale=2.0, size=n_classes), size) + rng.normal(scale=4.0, size=n_classes * size) + 15
+    groups = np.repeat(np.arange(n_classes), size)
+    fit = sensitivity.random_intercept_fit_by_sums(y, np.ones((len(y), 1)), groups)
+    means = y.reshape(n_classes, size).mean(axis=1)
+    msb = size * ((means - y.mean()) ** 2).sum() / (n_classes - 1)
+    msw = ((y.reshape(n_classes, size) - means[:, None]) ** 2).sum() / (n_classes * (size - 1))
+    assert fit.between == pytest.approx((msb - msw) / size, rel=1e-8)
+    assert fit.within == pytest.approx(msw, rel=1e-8)
+    # the mean's SE on balanced data: sqrt((between + within / size) / classes)
+    assert fit.bse_fe[0] == pytest.approx(np.sqrt((fit.between + fit.within / size) / n_classes), rel=1e-6)
+
+
+def test_clustering_sensitivity_above_the_direct_limit_uses_the_sums(monkeypatch):
+    sample = many_school_sample(n=600, n_schools=12)
+    direct = sensitivity.clustering_sensitivity(sample, "t")
+    monkeypatch.setattr(sensitivity, "CLUSTER_DIRECT_MAX_ROWS", 100)
+    monkeypatch.setattr(sensitivity, "fit_random_intercept", None)  # MixedLM not called
+    by_sums = sensitivity.clustering_sensitivity(sample, "t")
+    for a, b in zip(direct, by_sums):
+        assert a.columns == b.columns and a.height == b.height
+        for column, dtype in a.schema.items():
+            if dtype == pl.Float64:
+                # MixedLM's Powell search stops within ~1e-4 of the REML optimum the sums reach
+                assert np.allclose(a[column], b[column], rtol=1e-4, atol=1e-5), column
+    wild = pl.col("analysis").str.starts_with("wild")
+    assert direct[0].filter(wild)["p_value"].equals(by_sums[0].filter(wild)["p_value"])
+    notes = by_sums[0].filter(pl.col("analysis") == "multilevel_class")["note"]
+    assert notes.str.contains("per-class sums").all()
