@@ -73,4 +73,8 @@ def test_dagster_dev_serves_every_asset_and_check(data_env, tmp_path):
                 assert all(c["description"] for c in schemas[0]["columns"]), key
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # once, under load, dagster dev's services did not stop on
+            os.killpg(server.pid, signal.SIGKILL)  # SIGTERM: what is served is this test's subject,
+            server.wait(timeout=30)  # a stuck shutdown must not outlive the test
