@@ -187,6 +187,45 @@ def cluster_hessians(design: ClusterDesign) -> np.ndarray:
     return H
 
 
+@dataclass(frozen=True)
+class RestrictedScores:
+    """What the wild cluster bootstrap-t of H0: coefficient j = 0 needs, over the clusters
+    (see `wild_cluster_bootstrap_ps` for the algebra)."""
+
+    constant: float  # a'X'f_j: the restricted fit's share of coefficient j (0 up to rounding)
+    q: np.ndarray  # clusters: q_g = a'X_g'u_j
+    z_rows: np.ndarray  # k x clusters: (X'X)^-1 X_g'u_j
+    qa_rows: np.ndarray  # k x clusters: (q_g a'H_g)'
+    aH: np.ndarray  # clusters x k: a'H_g
+
+
+def restricted_scores(y: np.ndarray, X: np.ndarray, design: ClusterDesign) -> list[RestrictedScores]:
+    """Per column j, the restricted residuals' cluster scores X_g'u_j = X_g'e + b_j H_g c_j
+    (Frisch-Waugh-Lovell) and what the bootstrap-t is built from; no refit, no rows x
+    clusters matrix. Shared by the published models and the clustering sensitivity."""
+    k = X.shape[1]
+    xtx, xtx_inv = design.xtx, design.xtx_inv
+    beta = xtx_inv @ (X.T @ y)
+    Xs = X[design.order]
+    residuals = y[design.order] - Xs @ beta
+    S_e = np.add.reduceat(Xs * residuals[:, None], design.starts, axis=0)  # clusters x k
+    del Xs
+    H = cluster_hessians(design)
+    pieces = []
+    for j in range(k):
+        keep = np.arange(k) != j
+        c = np.zeros(k)
+        c[j] = 1.0
+        c[keep] = -np.linalg.solve(xtx[np.ix_(keep, keep)], xtx[keep, j])
+        S = (S_e + beta[j] * (H @ c)).T  # k x clusters: X_g'u_j
+        a = xtx_inv[j]
+        q = a @ S
+        aH = H @ a  # clusters x k: a'H_g (H_g symmetric)
+        constant = float(a @ (xtx @ (beta - beta[j] * c)))  # a'X'f_j (0 up to rounding)
+        pieces.append(RestrictedScores(constant, q, xtx_inv @ S, (q[:, None] * aH).T, aH))
+    return pieces
+
+
 def wild_cluster_bootstrap_ps(y: np.ndarray, X: np.ndarray, clusters: np.ndarray,
                               design: ClusterDesign | None = None) -> list[tuple[float, int, bool]]:
     """Return the wild cluster bootstrap-t p-value of H0: coefficient j = 0 for every column j.
@@ -211,33 +250,15 @@ def wild_cluster_bootstrap_ps(y: np.ndarray, X: np.ndarray, clusters: np.ndarray
     n, k = X.shape
     g = design.n_clusters
     weights, enumerated = rademacher_weights(g)
-    xtx, xtx_inv = design.xtx, design.xtx_inv
-    beta = xtx_inv @ (X.T @ y)
-    Xs = X[design.order]
-    residuals = y[design.order] - Xs @ beta
-    S_e = np.add.reduceat(Xs * residuals[:, None], design.starts, axis=0)  # clusters x k
-    del Xs
-    H = cluster_hessians(design)
-    pieces = []
-    for j in range(k):
-        keep = np.arange(k) != j
-        c = np.zeros(k)
-        c[j] = 1.0
-        c[keep] = -np.linalg.solve(xtx[np.ix_(keep, keep)], xtx[keep, j])
-        S = (S_e + beta[j] * (H @ c)).T  # k x clusters: X_g'u_j
-        a = xtx_inv[j]
-        q = a @ S
-        aH = H @ a  # clusters x k: a'H_g (H_g symmetric)
-        constant = float(a @ (xtx @ (beta - beta[j] * c)))  # a'X'f_j (0 up to rounding)
-        pieces.append((constant, np.vstack([q[None, :], xtx_inv @ S, (q[:, None] * aH).T]), aH))
-    stacked = np.vstack([rows for _, rows, _ in pieces])
+    pieces = restricted_scores(y, X, design)
+    stacked = np.vstack([np.vstack([p.q[None, :], p.z_rows, p.qa_rows]) for p in pieces])
     projected_all = stacked @ weights  # (k (2k + 1)) x samples
     observed_all = stacked.sum(axis=1)  # the all-ones pattern: the original sample
     correction = g / (g - 1) * (n - 1) / (n - k)
     out = []
     height = 2 * k + 1
-    for j, (constant, rows, aH) in enumerate(pieces):
-        q, gram = rows[0], aH.T @ aH
+    for j, piece in enumerate(pieces):
+        constant, q, gram = piece.constant, piece.q, piece.aH.T @ piece.aH
 
         def t_of(projected: np.ndarray) -> np.ndarray:
             z, yq = projected[1:k + 1], projected[k + 1:]

@@ -44,10 +44,10 @@ from lbc_pipeline.lib.marts.models import (
     CONST,
     ModelSpec,
     cluster_design,
-    cluster_hessians,
     design_matrix,
     model_specs,
     rademacher_weights,
+    restricted_scores,
     significance_stars,
 )
 from lbc_pipeline.lib.marts.moderation import ols_covariances
@@ -171,35 +171,20 @@ def wild_bootstrap_ps_by_sums(y: np.ndarray, X: np.ndarray, clusters: np.ndarray
     n, k = X.shape
     design = cluster_design(X, clusters)
     g = design.n_clusters
-    xtx, xtx_inv = design.xtx, design.xtx_inv
-    beta = xtx_inv @ (X.T @ y)
-    Xs = X[design.order]
-    S_e = np.add.reduceat(Xs * (y[design.order] - Xs @ beta)[:, None], design.starts, axis=0)  # clusters x k
-    del Xs
-    H = cluster_hessians(design)
     correction = g / (g - 1) * (n - 1) / (n - k)
-    pieces = []
-    for j in range(k):
-        keep = np.arange(k) != j
-        c = np.zeros(k)
-        c[j] = 1.0
-        c[keep] = -np.linalg.solve(xtx[np.ix_(keep, keep)], xtx[keep, j])
-        S_u = S_e + beta[j] * (H @ c)  # clusters x k: X_g'u_j
-        a = xtx_inv[j]
-        q, aH = S_u @ a, H @ a
-        constant = float(a @ (xtx @ (beta - beta[j] * c)))  # a'X'f_j
-        pieces.append((constant, q, aH, np.vstack([xtx_inv @ S_u.T, (q[:, None] * aH).T])))
-    stacked = np.vstack([rows for *_, rows in pieces])  # (2k k) x clusters
-    squares = np.vstack([q ** 2 for _, q, _, _ in pieces])  # k x clusters
-    out: dict[str, list[float]] = {}
+    pieces = restricted_scores(y, X, design)
+    stacked = np.vstack([np.vstack([p.z_rows, p.qa_rows]) for p in pieces])  # (2k k) x clusters
+    squares = np.vstack([p.q ** 2 for p in pieces])  # k x clusters
+    grams = [p.aH.T @ p.aH for p in pieces]
+
     def t_stats(w: np.ndarray) -> list[np.ndarray]:
         """Every term's bootstrap t for the patterns w (clusters x patterns)."""
         projected, projected_sq = stacked @ w, squares @ (w ** 2)
         out = []
-        for j, (constant, q, aH, _) in enumerate(pieces):
+        for j, (piece, gram) in enumerate(zip(pieces, grams)):
             z, qaw = projected[2 * k * j:2 * k * j + k], projected[2 * k * j + k:2 * k * (j + 1)]
-            total = projected_sq[j] - 2 * (z * qaw).sum(axis=0) + (z * ((aH.T @ aH) @ z)).sum(axis=0)
-            out.append((constant + z[j]) / np.sqrt(correction * total))
+            total = projected_sq[j] - 2 * (z * qaw).sum(axis=0) + (z * (gram @ z)).sum(axis=0)
+            out.append((piece.constant + z[j]) / np.sqrt(correction * total))
         return out
 
     observed = [t[0] for t in t_stats(np.ones((g, 1)))]
