@@ -1,6 +1,5 @@
 """The `lbc` command: strict arguments (exit 2) and failures in one or two lines."""
 
-import shutil
 
 import pytest
 

@@ -32,7 +32,6 @@ from lbc_pipeline.lib.marts.blas import single_blas_thread
 from lbc_pipeline.lib.marts.models import (
     CONFIDENCE_LEVEL,
     CONST,
-    MIGRATION_TERMS,
     ModelSpec,
     design_matrix,
     interaction_term,

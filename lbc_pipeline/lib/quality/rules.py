@@ -11,7 +11,6 @@ it, the severities, `Outcome` and the thresholds, is in `outcome.py`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import polars as pl
 

@@ -36,7 +36,6 @@ import json
 import math
 import os
 import stat
-import sys
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -5,7 +5,6 @@ within-school (demeaned) estimator for school fixed effects, and the ANOVA estim
 the intra-class correlation on balanced data (equal to REML there).
 """
 
-import itertools
 
 import numpy as np
 import pandera.errors

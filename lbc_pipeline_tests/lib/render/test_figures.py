@@ -11,7 +11,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 from matplotlib.image import imread
