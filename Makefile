@@ -34,7 +34,7 @@ test: install
 	$(BIN)/python -m pytest -m "slow or not slow" -n 2 --dist loadfile
 
 test-fast: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ui: install
 	@home=$${DAGSTER_HOME:-$(CURDIR)/.dagster_home}; mkdir -p $$home; \
