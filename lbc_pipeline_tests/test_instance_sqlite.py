@@ -136,3 +136,17 @@ def test_a_forked_child_does_not_close_its_parents_connection(tmp_path):
     out = json.loads(done.stdout.splitlines()[-1])
     assert out["kept"] == [db] and out["wal_while_running"] and not out["wal_after"]
     assert _count(db) == 20
+
+
+def test_a_connection_that_is_not_sqlite_is_left_alone(monkeypatch):
+    # PostgreSQL (deploy/dagster.postgres.yaml): no pragma, no kept connection
+    from lbc_pipeline import instance_sqlite
+
+    class NotSqlite:
+        def cursor(self):
+            raise AssertionError("a non-SQLite connection was given a pragma")
+
+    monkeypatch.setenv("LBC_SQLITE_SYNC", "")
+    before = instance_sqlite.kept()
+    instance_sqlite._on_connect(NotSqlite(), None)
+    assert instance_sqlite.kept() == before
