@@ -34,6 +34,9 @@ class WarehouseResource(ConfigurableResource):
     DuckDB allows one read-write connection per file: every step that connects first takes an
     exclusive lock on `<database>.lock`, so concurrent runs (the sensor's, the schedule's,
     several waves at once) take turns step by step instead of failing on the file lock.
+    Within a run the database is opened once and kept open between steps, and let go as soon
+    as another process waits for the lock (`lib/io/warehouse.KeptWarehouse`); the end of the
+    run closes it.
     With `database` left empty the path is resolved when a step connects, from
     `LBC_DUCKDB_PATH` (default data/warehouse/lbc.duckdb), so one loaded code location can
     serve several warehouses. Connections are closed even when a step fails. A DuckDB CLI or
@@ -45,39 +48,73 @@ class WarehouseResource(ConfigurableResource):
     connection_config: dict[str, Any] = Field(default={}, description="DuckDB configuration options of every connection")
     lock_timeout_s: float = Field(default=1800.0, description="How long a step waits for another run's connection to end")
     _pending_run: str | None = PrivateAttr(default=None)
+    _in_run: bool = PrivateAttr(default=False)
+    _kept: Any = PrivateAttr(default=None)  # lib.io.warehouse.KeptWarehouse, within a run
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         # In a run that publishes a wave, every connection writes and reads that run's
         # pending rows (lib/io/publish.py): consumers never see a partial wave.
         self._pending_run = publishing_run(context.run)
+        # Within a run (or a step process) the warehouse is opened once and kept between
+        # steps, let go whenever another process waits for it (KeptWarehouse).
+        self._in_run, self._kept = True, None
         # a run worker's events to a SQLite instance (lbc_pipeline/instance_sqlite.py)
         from lbc_pipeline import instance_sqlite
 
         instance_sqlite.install()
 
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Let go of the warehouse this run kept open (nothing if it keeps none)."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            kept.close()
+
+    def _open(self, path: Path):
+        import duckdb
+
+        return backoff(
+            fn=duckdb.connect,
+            retry_on=(RuntimeError, duckdb.IOException),
+            kwargs={"database": str(path), "read_only": False, "config": dict(self.connection_config)},
+            max_retries=10,
+        )
+
+    @contextmanager
+    def _connection(self, path: Path):
+        """A connection to the warehouse at `path`, taken in turn with other processes: from
+        the database this run keeps open, or (outside a run) opened and closed here."""
+        from lbc_pipeline.lib.io.warehouse import KeptWarehouse, exclusive_file_lock, lock_path
+
+        if self._in_run:
+            if self._kept is not None and self._kept.path != path:
+                self.release()
+            if self._kept is None:
+                self._kept = KeptWarehouse(path, lambda: self._open(path), self.lock_timeout_s)
+            with self._kept.connection() as con:
+                yield con
+            return
+        with exclusive_file_lock(lock_path(path), self.lock_timeout_s):
+            con = self._open(path)
+            try:
+                yield con
+            finally:
+                con.close()
+
     @contextmanager
     def get_connection(self):
         # duckdb (and the warehouse module, which imports polars) are loaded by the steps
         # that connect, not with the Definitions
-        import duckdb
-
-        from lbc_pipeline.lib.io.warehouse import exclusive_file_lock, lock_path, set_pending_run
+        from lbc_pipeline.lib.io.warehouse import set_pending_run
 
         path = Path(self.database) if self.database else duckdb_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with exclusive_file_lock(lock_path(path), self.lock_timeout_s):
-            con = backoff(
-                fn=duckdb.connect,
-                retry_on=(RuntimeError, duckdb.IOException),
-                kwargs={"database": str(path), "read_only": False, "config": dict(self.connection_config)},
-                max_retries=10,
-            )
-            try:
-                if self._pending_run:
-                    set_pending_run(con, self._pending_run)
-                yield con
-            finally:
-                con.close()
+        with self._connection(path) as con:
+            if self._pending_run:
+                set_pending_run(con, self._pending_run)
+            yield con
 
 
 def warehouse_resource() -> WarehouseResource:

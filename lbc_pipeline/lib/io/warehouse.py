@@ -384,6 +384,59 @@ class WarehouseLockTimeout(TimeoutError):
     """Another process held the warehouse for longer than the configured wait."""
 
 
+LOCK_POLL_S = 0.05  # how often a waiting process retries the lock, and a kept hold looks for waiters
+
+
+def wait_path(lock: Path) -> Path:
+    """The file on which processes waiting for `lock` hold a shared lock: how a run that keeps
+    the warehouse open between its steps (`KeptWarehouse`) learns that someone is waiting."""
+    return lock.with_name(lock.name + ".wait")
+
+
+def acquire_file_lock(path: Path, timeout_s: float) -> int:
+    """Take an exclusive OS lock on `path` (created if absent); the open descriptor, whose
+    closing releases it. While it waits, the caller holds `wait_path(path)` shared, so that
+    a holder that keeps the lock between steps lets it go (see `others_waiting`)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    waiting = None
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if waiting is None:
+                    waiting = os.open(wait_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                    fcntl.flock(waiting, fcntl.LOCK_SH)  # a holder's probe takes microseconds
+                if time.monotonic() > deadline:
+                    raise WarehouseLockTimeout(
+                        f"{path}: another run held the warehouse for more than {timeout_s:.0f} s") from None
+                time.sleep(LOCK_POLL_S)
+    except BaseException:
+        os.close(fd)
+        raise
+    finally:
+        if waiting is not None:
+            os.close(waiting)
+
+
+def others_waiting(path: Path) -> bool:
+    """Whether a process (or another descriptor of this one) is waiting in `acquire_file_lock`
+    for the lock on `path`."""
+    try:
+        fd = os.open(wait_path(path), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the probe's lock
+    return False
+
+
 @contextmanager
 def exclusive_file_lock(path: Path, timeout_s: float) -> Iterator[None]:
     """Hold an exclusive OS lock on `path` (created if absent) while the block runs.
@@ -391,21 +444,106 @@ def exclusive_file_lock(path: Path, timeout_s: float) -> Iterator[None]:
     Waiting processes take the lock the moment it is released, in any executor and any
     number of concurrent runs; the lock goes with the process if it dies.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = acquire_file_lock(path, timeout_s)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise WarehouseLockTimeout(
-                        f"{path}: another run held the warehouse for more than {timeout_s:.0f} s") from None
-                time.sleep(0.05)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+class KeptWarehouse:
+    """One run's hold on the warehouse across its steps, let go whenever someone waits.
+
+    Opening a DuckDB file costs tens of milliseconds (its catalogue is read, and closing the
+    last connection checkpoints); a run of the main job connects about 60 times. A run that
+    keeps the warehouse therefore opens it once: the first `connection()` takes the file
+    lock (`acquire_file_lock`) and opens one idle connection that holds the database open;
+    every `connection()` then yields a fresh connection of that database (`cursor()`: its own
+    transaction and variables) and closes it after the block, as before.
+
+    Concurrent runs still take turns step by step: after each block, and every LOCK_POLL_S
+    while no block is running (a watcher thread), the hold is let go, the database closed
+    and the lock released, if another process waits in `acquire_file_lock`; the next
+    `connection()` waits for its turn and opens it again. `close()` (the end of the run)
+    lets go for good. A process that dies lets go with it (the OS drops the lock; DuckDB's
+    write-ahead log has every commit). What does not take part in the lock (a DuckDB CLI
+    opening the file read-write or read-only) is kept out for the whole run, not only during
+    its steps.
+
+    `connect`: opens the database (e.g. with retries); called with the lock held.
+    """
+
+    def __init__(self, path: Path, connect: Callable[[], duckdb.DuckDBPyConnection], timeout_s: float):
+        import threading
+
+        self.path, self.lock = path, lock_path(path)
+        self._connect, self._timeout_s = connect, timeout_s
+        self._mutex = threading.Lock()
+        self._anchor: duckdb.DuckDBPyConnection | None = None
+        self._fd: int | None = None
+        self._in_use = 0
+        self._watcher: threading.Thread | None = None
+        self.opened = 0  # how many times the database was opened (for tests and metadata)
+
+    @property
+    def held(self) -> bool:
+        return self._anchor is not None
+
+    @contextmanager
+    def connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._mutex:
+            if self._anchor is None:
+                self._open()
+            self._in_use += 1
+            con = self._anchor.cursor()
+        try:
+            yield con
+        finally:
+            try:
+                con.close()  # rolls back what the block left uncommitted
+            finally:
+                with self._mutex:
+                    self._in_use -= 1
+                    if self._in_use == 0 and others_waiting(self.lock):
+                        self._release()
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._anchor is not None:
+                self._release()
+
+    def _open(self) -> None:
+        import threading
+
+        fd = acquire_file_lock(self.lock, self._timeout_s)
+        try:
+            self._anchor = self._connect()
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd, self.opened = fd, self.opened + 1
+        self._watcher = threading.Thread(target=self._watch, args=(self._anchor,), daemon=True,
+                                         name="lbc-warehouse-hold")
+        self._watcher.start()
+
+    def _release(self) -> None:
+        anchor, fd = self._anchor, self._fd
+        self._anchor = self._fd = None
+        try:
+            anchor.close()  # the last connection: DuckDB checkpoints here
+        finally:
+            os.close(fd)
+
+    def _watch(self, anchor: duckdb.DuckDBPyConnection) -> None:
+        """Let go while no step uses the warehouse and someone waits; end with this hold."""
+        while True:
+            time.sleep(LOCK_POLL_S)
+            with self._mutex:
+                if self._anchor is not anchor:
+                    return
+                if self._in_use == 0 and others_waiting(self.lock):
+                    self._release()
+                    return
 
 
 def lock_path(database: Path) -> Path:
