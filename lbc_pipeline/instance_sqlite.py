@@ -18,7 +18,16 @@ and every other database are left alone):
   checkpoint (every 1,000 pages) and when the process ends.
 
 `LBC_SQLITE_SYNC=FULL` (or OFF) sets another level, without the kept connections for FULL.
-The run's outputs do not depend on this: only how Dagster's own history is written.
+
+It also spares Dagster's SQLite event storage (`SqliteEventLogStorage`, the default) work it
+repeats at each call: it builds a new SQLAlchemy engine for every connection (some 1,600 per
+reference-wave run) and looks up whether a table exists before every dynamic-partition
+query (some 400, each with an engine of its own). `install()` keeps the engines of the files
+last used (ENGINES_KEPT; each still opens and closes a connection per call, as before) and
+remembers the tables found (tables are never dropped while a process runs; absent ones are
+looked up again).
+
+The run's outputs do not depend on any of this: only how Dagster's own history is written.
 """
 
 from __future__ import annotations
@@ -71,7 +80,59 @@ def install() -> None:
 
         event.listen(Engine, "connect", _on_connect)
         atexit.register(close_kept)
+        _spare_repeated_work()
         _installed = True
+
+
+ENGINES_KEPT = 8  # the run's own file, the index shard, and a few more (a daemon serves many runs)
+
+
+def _spare_repeated_work() -> None:
+    """Keep the event storage's engines and remember the tables it has found (see above)."""
+    from collections import OrderedDict
+    from contextlib import contextmanager
+
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log as module
+    from sqlalchemy.pool import NullPool
+
+    storage = module.SqliteEventLogStorage
+    if getattr(storage, "_lbc_spared", False):
+        return
+    has_table = storage.has_table
+
+    def remembered_has_table(self, table_name: str) -> bool:
+        found = self.__dict__.setdefault("_lbc_tables", set())
+        if table_name in found:
+            return True
+        if has_table(self, table_name):
+            found.add(table_name)
+            return True
+        return False
+
+    @contextmanager
+    def connect_with_kept_engine(self, shard: str):
+        # Dagster's _connect (dagster 1.13), with the engine kept instead of built and disposed
+        with self._db_lock:
+            engines = self.__dict__.setdefault("_lbc_engines", OrderedDict())
+            engine = engines.get(shard)
+            if engine is None:
+                engine = module.create_engine(self.conn_string_for_shard(shard), poolclass=NullPool,
+                                              connect_args={"timeout": module.SQLITE_BUSY_TIMEOUT_SECONDS})
+                if shard not in self._initialized_dbs:
+                    self._initdb(engine)
+                    self._initialized_dbs.add(shard)
+                engines[shard] = engine
+                while len(engines) > ENGINES_KEPT:
+                    engines.popitem(last=False)[1].dispose()
+            else:
+                engines.move_to_end(shard)
+            with engine.connect() as conn:
+                with conn.begin():
+                    yield conn
+
+    storage.has_table = remembered_has_table
+    storage._connect = connect_with_kept_engine
+    storage._lbc_spared = True
 
 
 def _on_connect(dbapi_connection, _record) -> None:

@@ -150,3 +150,67 @@ def test_a_connection_that_is_not_sqlite_is_left_alone(monkeypatch):
     before = instance_sqlite.kept()
     instance_sqlite._on_connect(NotSqlite(), None)
     assert instance_sqlite.kept() == before
+
+
+SPARED = textwrap.dedent("""
+    import json, sys
+    import sqlalchemy.engine.create
+    from dagster import DagsterInstance, DynamicPartitionsDefinition, asset, materialize
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log
+    from lbc_pipeline import instance_sqlite
+
+    engines, lookups = [], []
+    create = sqlite_event_log.create_engine
+    sqlite_event_log.create_engine = lambda *a, **k: engines.append(a[0]) or create(*a, **k)
+    dialect_has_table = sqlalchemy.dialects.sqlite.base.SQLiteDialect.has_table
+    def counted(self, *a, **k):
+        lookups.append(a[1] if len(a) > 1 else k.get("table_name"))
+        return dialect_has_table(self, *a, **k)
+    sqlalchemy.dialects.sqlite.base.SQLiteDialect.has_table = counted
+    if sys.argv[1] == "install":
+        instance_sqlite.install()
+
+    waves = DynamicPartitionsDefinition(name="waves")
+
+    @asset(partitions_def=waves)
+    def one():
+        return 1
+
+    @asset(partitions_def=waves)
+    def two(one):
+        return one + 1
+
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("waves", ["w1"])
+        engines.clear(), lookups.clear()
+        runs = [materialize([one, two], instance=instance, partition_key="w1").run_id for _ in range(3)]
+        stored = sum(len(instance.all_logs(r)) for r in runs)
+        partitions = instance.get_dynamic_partitions("waves")
+        print(json.dumps({"engines": len(engines), "lookups": lookups.count("dynamic_partitions"),
+                          "stored": stored, "partitions": partitions}))
+""")
+
+
+@pytest.mark.parametrize("mode", ["install", "plain"])
+def test_the_event_storage_keeps_its_engines_and_the_tables_it_found(tmp_path, mode):
+    home = tmp_path / "home"
+    home.mkdir()
+    done = _run(SPARED, mode, DAGSTER_HOME=str(home), LBC_SQLITE_SYNC="")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.splitlines()[-1])
+    assert out["partitions"] == ["w1"]
+    if mode == "install":
+        # three runs: about an engine per run shard (measured: 4 for 75 events) and the
+        # dynamic-partitions table looked up at most once a run (measured: 3), where Dagster
+        # alone builds one per stored event and looks the table up before every partition
+        # query (measured: 203 and 40)
+        assert out["engines"] <= 6 < out["stored"]
+        assert out["lookups"] <= 3
+    else:
+        assert out["engines"] > out["stored"] > 20
+        assert out["lookups"] > 9
+    reread = _run("import sys, json\nfrom dagster import DagsterInstance\n"
+                  "i = DagsterInstance.get()\nprint(sum(len(i.all_logs(r.run_id)) for r in i.get_runs()))",
+                  DAGSTER_HOME=str(home))
+    assert reread.returncode == 0, reread.stderr
+    assert int(reread.stdout.splitlines()[-1]) == out["stored"]
