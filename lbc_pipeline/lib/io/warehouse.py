@@ -385,6 +385,7 @@ class WarehouseLockTimeout(TimeoutError):
 
 
 LOCK_POLL_S = 0.05  # how often a waiting process retries the lock, and a kept hold looks for waiters
+KEEP_IDLE_S = 1.0  # a kept hold unused this long is let go (a step computing, not connected)
 
 
 def wait_path(lock: Path) -> Path:
@@ -464,20 +465,23 @@ class KeptWarehouse:
     Concurrent runs still take turns step by step: after each block, and every LOCK_POLL_S
     while no block is running (a watcher thread), the hold is let go, the database closed
     and the lock released, if another process waits in `acquire_file_lock`; the next
-    `connection()` waits for its turn and opens it again. `close()` (the end of the run)
-    lets go for good. A process that dies lets go with it (the OS drops the lock; DuckDB's
-    write-ahead log has every commit). What does not take part in the lock (a DuckDB CLI
-    opening the file read-write or read-only) is kept out for the whole run, not only during
-    its steps.
+    `connection()` waits for its turn and opens it again. The watcher also lets go when no
+    block has run for `idle_s` (a long step computing without the warehouse), so that what
+    does not take part in the lock (a DuckDB CLI or notebook opening the file) is kept out
+    no more than a second longer than before. `close()` (the end of the run) lets go for
+    good. A process that dies lets go with it (the OS drops the lock; DuckDB's write-ahead
+    log has every commit).
 
     `connect`: opens the database (e.g. with retries); called with the lock held.
     """
 
-    def __init__(self, path: Path, connect: Callable[[], duckdb.DuckDBPyConnection], timeout_s: float):
+    def __init__(self, path: Path, connect: Callable[[], duckdb.DuckDBPyConnection], timeout_s: float,
+                 idle_s: float = KEEP_IDLE_S):
         import threading
 
         self.path, self.lock = path, lock_path(path)
-        self._connect, self._timeout_s = connect, timeout_s
+        self._connect, self._timeout_s, self._idle_s = connect, timeout_s, idle_s
+        self._last_used = time.monotonic()
         self._mutex = threading.Lock()
         self._anchor: duckdb.DuckDBPyConnection | None = None
         self._fd: int | None = None
@@ -504,6 +508,7 @@ class KeptWarehouse:
             finally:
                 with self._mutex:
                     self._in_use -= 1
+                    self._last_used = time.monotonic()
                     if self._in_use == 0 and others_waiting(self.lock):
                         self._release()
 
@@ -535,13 +540,15 @@ class KeptWarehouse:
             os.close(fd)
 
     def _watch(self, anchor: duckdb.DuckDBPyConnection) -> None:
-        """Let go while no step uses the warehouse and someone waits; end with this hold."""
+        """Let go while no block uses the warehouse and someone waits, or it has not been used
+        for `idle_s`; end with this hold."""
         while True:
             time.sleep(LOCK_POLL_S)
             with self._mutex:
                 if self._anchor is not anchor:
                     return
-                if self._in_use == 0 and others_waiting(self.lock):
+                if self._in_use == 0 and (time.monotonic() - self._last_used > self._idle_s
+                                          or others_waiting(self.lock)):
                     self._release()
                     return
 

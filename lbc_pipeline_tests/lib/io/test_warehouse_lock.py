@@ -18,8 +18,8 @@ from lbc_pipeline.lib.io.warehouse import (KeptWarehouse, WarehouseLockTimeout, 
 from lbc_pipeline.resources import WarehouseResource
 
 
-def kept(path: Path, timeout_s: float = 60.0) -> KeptWarehouse:
-    return KeptWarehouse(path, lambda: duckdb.connect(str(path)), timeout_s)
+def kept(path: Path, timeout_s: float = 60.0, idle_s: float = 3600.0) -> KeptWarehouse:
+    return KeptWarehouse(path, lambda: duckdb.connect(str(path)), timeout_s, idle_s)
 
 
 def locked_elsewhere(lock: Path) -> bool:
@@ -105,6 +105,25 @@ def test_a_hold_in_use_is_kept_until_the_block_ends(tmp_path):
     assert not hold.held
     with duckdb.connect(str(path), read_only=True) as con:
         assert con.execute("select x from t order by x").fetchall() == [(1,), (2,)]
+
+
+@pytest.mark.parametrize("idle_s", [0.2, 3600.0])
+def test_a_hold_unused_for_its_idle_time_is_let_go(tmp_path, idle_s):
+    path = tmp_path / "w.duckdb"
+    hold = kept(path, idle_s=idle_s)
+    with hold.connection() as con:
+        con.execute("create table t (x integer)")
+    time.sleep(1.0)  # a step computing without the warehouse
+    if idle_s < 1:
+        assert not hold.held and not locked_elsewhere(lock_path(path))
+        with duckdb.connect(str(path), read_only=True) as outside:  # e.g. an analyst's notebook
+            assert outside.execute("select count(*) from t").fetchone() == (0,)
+    else:
+        assert hold.held and locked_elsewhere(lock_path(path))
+    with hold.connection() as con:
+        con.execute("insert into t values (1)")
+    assert hold.opened == (2 if idle_s < 1 else 1)
+    hold.close()
 
 
 def test_what_a_failed_block_left_uncommitted_is_rolled_back(tmp_path):
