@@ -76,6 +76,9 @@ PMM_BLOCK_CELLS = 2_000_000
 # `stable_argsort` sorts through integer keys from this length on (below it numpy's stable
 # sort of the floats is as fast); the permutation is the same either way.
 STABLE_ARGSORT_RADIX_MIN = 4096
+# `nearest_by_sorting` looks up the predicted means of this many missing rows or more in
+# increasing order (the same positions).
+SEARCHSORTED_SORT_MIN = 4096
 
 
 # ------------------------------------------------------------------ Little's MCAR test
@@ -254,11 +257,23 @@ def nearest_by_sorting(yhat_obs: np.ndarray, yhat_mis: np.ndarray, k: int,
     order = observed_order(yhat_obs) if order is None else order
     ranked = yhat_obs[order]
     width = min(2 * k, n)
-    start = np.clip(np.searchsorted(ranked, yhat_mis) - k, 0, n - width)
+    start = np.clip(_searchsorted(ranked, yhat_mis) - k, 0, n - width)
     window = start[:, None] + np.arange(width)
     distance = np.abs(ranked[window] - yhat_mis[:, None])
     nearest = np.argsort(distance, axis=1, kind="stable")[:, :k]
     return order[np.take_along_axis(window, nearest, axis=1)]
+
+
+def _searchsorted(ranked: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """np.searchsorted(ranked, values), the values looked up in increasing order (numpy then
+    narrows each search from the last one, and memory is read in order): the same positions,
+    faster for many values."""
+    if len(values) < SEARCHSORTED_SORT_MIN:
+        return np.searchsorted(ranked, values)
+    by_value = np.argsort(values)
+    out = np.empty(len(values), dtype=np.intp)
+    out[by_value] = np.searchsorted(ranked, values[by_value])
+    return out
 
 
 def lda_draw(labels: np.ndarray, Z_obs: np.ndarray, Z_mis: np.ndarray, n_levels: int,
