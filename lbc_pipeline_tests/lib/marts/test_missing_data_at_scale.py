@@ -1,7 +1,8 @@
 """The chained equations at scale (`SchoolEffectsChain`) were made faster; they must still draw
 the very same imputations. `ReferenceChain` below is the chain as it was before (commit
-e0a0fd6), kept verbatim apart from names: every test here runs it and the current chain on
-the same seeded input above MI_DIRECT_MAX_ROWS and requires identical arrays, byte for byte.
+e0a0fd6), its arithmetic kept verbatim (names, type hints and comments aside): the tests run
+it and the current chain on the same seeded input above MI_DIRECT_MAX_ROWS and require
+identical arrays, byte for byte.
 The input has many ties in the predicted means (integer codes), so the donors' order, which
 follows the previous iteration's sort, is exercised, and the negative case shows that a chain
 that breaks ties differently is caught.
