@@ -223,8 +223,8 @@ def stable_argsort(a: np.ndarray) -> np.ndarray:
     top 16 bits of their range (numpy's radix sort of 16-bit keys) and a stable sort of the
     integers, nearly in order by then (timsort). Equal floats have equal integers and equal
     top bits, so both passes keep them in index order. Short vectors, and any with a NaN,
-    take numpy's stable sort directly."""
-    if len(a) < STABLE_ARGSORT_RADIX_MIN or np.isnan(a).any():
+    take numpy's stable sort directly, as does any other dtype."""
+    if a.dtype != np.float64 or a.ndim != 1 or len(a) < STABLE_ARGSORT_RADIX_MIN or np.isnan(a).any():
         return np.argsort(a, kind="stable")
     bits = (a + 0.0).view(np.uint64)
     keys = np.where(bits >> np.uint64(63), ~bits, bits | np.uint64(1 << 63))

@@ -269,6 +269,8 @@ def test_stable_argsort_is_numpys_stable_argsort(n):
         with_nan = rng.normal(size=n)
         with_nan[::3] = np.nan
         assert np.array_equal(md.stable_argsort(with_nan), np.argsort(with_nan, kind="stable"))
+        codes = rng.integers(-5, 5, n)  # not floats: numpy's sort
+        assert np.array_equal(md.stable_argsort(codes), np.argsort(codes, kind="stable"))
 
 
 def test_stable_argsort_keeps_the_previous_order_of_ties():
