@@ -73,6 +73,12 @@ MI_DIRECT_MAX_ROWS = 5_000
 # same result) up to this many cells; above it the k nearest come from a sorted search.
 PMM_DISTANCE_MAX_CELLS = 25_000_000
 PMM_BLOCK_CELLS = 2_000_000
+# `stable_argsort` sorts through integer keys from this length on (below it numpy's stable
+# sort of the floats is as fast); the permutation is the same either way.
+STABLE_ARGSORT_RADIX_MIN = 4096
+# `nearest_by_sorting` looks up the predicted means of this many missing rows or more in
+# increasing order (the same positions).
+SEARCHSORTED_SORT_MIN = 4096
 
 
 # ------------------------------------------------------------------ Little's MCAR test
@@ -209,14 +215,33 @@ def nearest_by_distance(yhat_obs: np.ndarray, yhat_mis: np.ndarray, k: int) -> n
     return out
 
 
+def stable_argsort(a: np.ndarray) -> np.ndarray:
+    """`np.argsort(a, kind="stable")` of a float64 vector, the same permutation (ties in index
+    order), faster on a long one. Each float becomes an unsigned integer in the same order
+    (a non-negative one with its sign bit set, a negative one with every bit flipped; -0.0 is
+    made 0.0 first, the two being equal to the float sort), then a stable radix pass on the
+    top 16 bits of their range (numpy's radix sort of 16-bit keys) and a stable sort of the
+    integers, nearly in order by then (timsort). Equal floats have equal integers and equal
+    top bits, so both passes keep them in index order. Short vectors, and any with a NaN,
+    take numpy's stable sort directly, as does any other dtype."""
+    if a.dtype != np.float64 or a.ndim != 1 or len(a) < STABLE_ARGSORT_RADIX_MIN or np.isnan(a).any():
+        return np.argsort(a, kind="stable")
+    bits = (a + 0.0).view(np.uint64)
+    keys = np.where(bits >> np.uint64(63), ~bits, bits | np.uint64(1 << 63))
+    keys -= keys.min()
+    top = (keys >> np.uint64(max(0, int(keys.max()).bit_length() - 16))).astype(np.uint16)
+    first = np.argsort(top, kind="stable")
+    return first[np.argsort(keys[first], kind="stable")]
+
+
 def observed_order(yhat_obs: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
     """The observed rows sorted by predicted mean (stable). `previous`: a permutation to sort
     from, e.g. the previous iteration's order of the same variable, nearly sorted already,
     which is faster; ties are then in that permutation's order (rows at the first sort), so a
     given chain's draws are the same from run to run."""
     if previous is None:
-        return np.argsort(yhat_obs, kind="stable")
-    return previous[np.argsort(yhat_obs[previous], kind="stable")]
+        return stable_argsort(yhat_obs)
+    return previous[stable_argsort(yhat_obs[previous])]
 
 
 def nearest_by_sorting(yhat_obs: np.ndarray, yhat_mis: np.ndarray, k: int,
@@ -232,11 +257,23 @@ def nearest_by_sorting(yhat_obs: np.ndarray, yhat_mis: np.ndarray, k: int,
     order = observed_order(yhat_obs) if order is None else order
     ranked = yhat_obs[order]
     width = min(2 * k, n)
-    start = np.clip(np.searchsorted(ranked, yhat_mis) - k, 0, n - width)
+    start = np.clip(_searchsorted(ranked, yhat_mis) - k, 0, n - width)
     window = start[:, None] + np.arange(width)
     distance = np.abs(ranked[window] - yhat_mis[:, None])
     nearest = np.argsort(distance, axis=1, kind="stable")[:, :k]
     return order[np.take_along_axis(window, nearest, axis=1)]
+
+
+def _searchsorted(ranked: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """np.searchsorted(ranked, values), the values looked up in increasing order (numpy then
+    narrows each search from the last one, and memory is read in order): the same positions,
+    faster for many values."""
+    if len(values) < SEARCHSORTED_SORT_MIN:
+        return np.searchsorted(ranked, values)
+    by_value = np.argsort(values)
+    out = np.empty(len(values), dtype=np.intp)
+    out[by_value] = np.searchsorted(ranked, values[by_value])
+    return out
 
 
 def lda_draw(labels: np.ndarray, Z_obs: np.ndarray, Z_mis: np.ndarray, n_levels: int,
@@ -337,11 +374,31 @@ _DUMMIES = np.arange(_P, _P + len(GROUP_LEVELS) - 1)
 _INTERACTIONS = {c: slice(_P + len(_DUMMIES) * (1 + i), _P + len(_DUMMIES) * (2 + i))
                  for i, c in enumerate(MODERATOR_COLUMNS)}
 _WIDTH = _P + len(_DUMMIES) * (1 + len(MODERATOR_COLUMNS))
+# Variable j's imputation model: its predictors (every column but j and j's interactions), and
+# the columns that imputing j changes (j and its interactions).
+_PREDICTORS = tuple(np.setdiff1d(np.arange(_WIDTH), [j, *(range(_WIDTH)[_INTERACTIONS[j]] if j in _INTERACTIONS else ())])
+                    for j in range(_P))
+_CHANGED = tuple(np.array([j, *(range(_WIDTH)[_INTERACTIONS[j]] if j in _INTERACTIONS else ())]) for j in range(_P))
 
 
 def _school_sums(Z: np.ndarray, school: np.ndarray, n_schools: int) -> np.ndarray:
     """schools x columns: the column sums of Z's rows by school."""
     return np.stack([np.bincount(school, weights=Z[:, c], minlength=n_schools) for c in range(Z.shape[1])], axis=1)
+
+
+def _school_sums_of_rows(block: np.ndarray, school: np.ndarray, n_schools: int) -> np.ndarray:
+    """`_school_sums` of a block of rows (the same sums), its columns made contiguous first."""
+    columns = _transposed(block)
+    return np.stack([np.bincount(school, weights=column, minlength=n_schools) for column in columns], axis=1)
+
+
+def _transposed(a: np.ndarray, step: int = 4096) -> np.ndarray:
+    """a.T as a C-contiguous array (the same numbers), copied a block of rows at a time: each
+    block's columns are in cache, much faster than one strided copy of a long matrix."""
+    out = np.empty((a.shape[1], a.shape[0]), dtype=a.dtype)
+    for start in range(0, len(a), step):
+        out[:, start:start + step] = a[start:start + step].T
+    return out
 
 
 @dataclass(frozen=True)
@@ -408,6 +465,11 @@ class SchoolEffectsChain:
         self.counts = np.bincount(data.school, minlength=data.n_schools)
         self.orders: dict[int, np.ndarray] = {}  # each variable's last sort of its observed rows
         self.y_obs: dict[int, np.ndarray] = {}
+        # the missing cells never change: each variable's rows to impute and observed rows
+        # (as a contiguous mask per variable), the group's rows to impute and observed rows
+        self.missing_rows = [np.flatnonzero(self.miss[:, j]) for j in range(_P)]
+        self.observed = np.ascontiguousarray(~self.miss.T)
+        self.group_missing, self.group_observed = np.flatnonzero(self.gmiss), np.flatnonzero(~self.gmiss)
 
     def _fill(self, rows) -> None:
         """Z's rows from the current values and group."""
@@ -417,21 +479,35 @@ class SchoolEffectsChain:
         for c, columns in _INTERACTIONS.items():
             self.Z[rows, columns] = dummies * self.values[rows, c][:, None]
 
-    def _replace(self, rows: np.ndarray, old: np.ndarray) -> None:
-        """Update the Gram matrix and school sums for rows of Z that were `old`."""
-        new = self.Z[rows]
+    def _new_rows(self, rows: np.ndarray) -> np.ndarray:
+        """`_fill`'s values of Z's rows `rows` (an index array), as a block (the same numbers)."""
+        values = np.take(self.values, rows, axis=0)
+        dummies = group_dummies(self.group[rows])
+        block = np.empty((len(rows), _WIDTH))
+        block[:, :_P] = values
+        block[:, _P:_P + len(_DUMMIES)] = dummies
+        for c, columns in _INTERACTIONS.items():
+            block[:, columns] = dummies * values[:, c][:, None]
+        return block
+
+    def _replace(self, rows: np.ndarray, old: np.ndarray, columns: np.ndarray | slice = slice(None),
+                 new: np.ndarray | None = None) -> None:
+        """Update the Gram matrix and school sums for rows of Z that were `old` (and are now
+        `new`, when the caller has them). `columns`: those that may have changed; the school
+        sums of the others are left as they are, which is what adding their change would give
+        (sums of zeros, and no sum is ever -0.0)."""
+        new = np.take(self.Z, rows, axis=0) if new is None else new
         self.gram += new.T @ new - old.T @ old
-        self.sums += _school_sums(new - old, self.data.school[rows], self.data.n_schools)
+        self.sums[:, columns] += _school_sums_of_rows(new[:, columns] - old[:, columns], self.data.school[rows],
+                                                      self.data.n_schools)
 
     def pmm(self, j: int) -> np.ndarray:
-        rows = np.flatnonzero(self.miss[:, j])
-        observed = ~self.miss[:, j]
+        rows, observed, x = self.missing_rows[j], self.observed[j], _PREDICTORS[j]
         school = self.data.school
-        old = self.Z[rows]
-        x = np.setdiff1d(np.arange(_WIDTH), [j, *(range(_WIDTH)[_INTERACTIONS[j]] if j in _INTERACTIONS else ())])
+        old = np.take(self.Z, rows, axis=0)
         school_m = school[rows]
         fit = school_effects_fit(self.gram - old.T @ old,
-                                 self.sums - _school_sums(old, school_m, self.data.n_schools),
+                                 self.sums - _school_sums_of_rows(old, school_m, self.data.n_schools),
                                  self.counts - np.bincount(school_m, minlength=self.data.n_schools), x, j)
         full = np.zeros(_WIDTH)
         full[x] = fit.beta
@@ -454,29 +530,35 @@ class SchoolEffectsChain:
         donors = nearest_by_sorting(yhat_obs, yhat_mis, k, self.orders[j])
         drawn = y_obs[donors[np.arange(len(rows)), self.rng.integers(0, k, len(rows))]]
         self.values[rows, j] = drawn
-        self.Z[rows, j] = drawn  # the column and its interactions: nothing else changed
+        new = old.copy()
+        new[:, j] = drawn  # the column and its interactions: nothing else changed
         if j in _INTERACTIONS:
-            self.Z[rows, _INTERACTIONS[j]] = old[:, _DUMMIES] * drawn[:, None]
-        self._replace(rows, old)
+            new[:, _INTERACTIONS[j]] = old[:, _DUMMIES] * drawn[:, None]
+        self.Z[rows] = new
+        self._replace(rows, old, _CHANGED[j], new)
         return drawn
 
     def lda(self) -> None:
-        rows = np.flatnonzero(self.gmiss)
-        observed = ~self.gmiss
+        """`lda_draw_by_school` with its bootstrap taken straight from the chain's rows (the
+        same random numbers, rows and arithmetic)."""
+        rows, observed = self.group_missing, self.group_observed
         school = self.data.school
-        self.group[rows] = lda_draw_by_school(self.group[observed], self.values[observed], school[observed],
-                                              self.values[rows], school[rows], len(GROUP_LEVELS),
-                                              self.data.n_schools, self.rng)
-        old = self.Z[rows]
-        self._fill(rows)
-        self._replace(rows, old)
+        boot = observed[self.rng.integers(0, len(observed), len(observed))]
+        scores = lda_scores_by_school(self.group[boot], np.take(self.values, boot, axis=0), school[boot],
+                                      np.take(self.values, rows, axis=0), school[rows], len(GROUP_LEVELS),
+                                      self.data.n_schools)
+        self.group[rows] = _draw_levels(scores, self.rng)
+        old = np.take(self.Z, rows, axis=0)
+        new = self._new_rows(rows)
+        self.Z[rows] = new
+        self._replace(rows, old, slice(_P, _WIDTH), new)  # the dummies and interactions changed
 
     def run(self, iterations: int) -> tuple[np.ndarray, np.ndarray]:
         for _ in range(iterations):
             for j in range(_P):
-                if self.miss[:, j].any():
+                if len(self.missing_rows[j]):
                     self.pmm(j)
-            if self.gmiss.any():
+            if len(self.group_missing):
                 self.lda()
         return self.values, self.group
 
@@ -485,16 +567,20 @@ def _lda_fit(labels: np.ndarray, values: np.ndarray, school: np.ndarray, n_level
     """Class means and the pooled within-class covariance of [values, school dummies 1..G-1]
     (+ 1e-6 I, as `lda_draw`), the school block kept as diagonal - U U' (rank n_levels)."""
     n, p = values.shape
+    columns = _transposed(values)  # each column contiguous for bincount (the same sums)
     nk = np.bincount(labels, minlength=n_levels).astype(float)
     priors = nk / n
-    sums_v = np.stack([np.bincount(labels, weights=values[:, c], minlength=n_levels) for c in range(p)], axis=1)
+    sums_v = np.stack([np.bincount(labels, weights=columns[c], minlength=n_levels) for c in range(p)], axis=1)
     by_class = np.bincount(labels * n_schools + school, minlength=n_levels * n_schools).reshape(n_levels, n_schools)
     empty = nk == 0
-    mean_v = np.where(empty[:, None], values.mean(axis=0), sums_v / np.maximum(nk, 1)[:, None])
+    mean_v = sums_v / np.maximum(nk, 1)[:, None]
+    if empty.any():  # an empty level: the overall mean
+        mean_v = np.where(empty[:, None], values.mean(axis=0), mean_v)
     share = np.bincount(school, minlength=n_schools) / n
     mean_s = np.where(empty[:, None], share, by_class / np.maximum(nk, 1)[:, None])[:, 1:]
     c = 1 / max(n - n_levels, 1)
-    school_v = np.stack([np.bincount(school, weights=values[:, j], minlength=n_schools) for j in range(p)])[:, 1:]
+    school_v = np.stack([np.bincount(school, weights=columns[j], minlength=n_schools) for j in range(p)])[:, 1:]
+    del columns
     vv = c * (values.T @ values - (mean_v * nk[:, None]).T @ mean_v) + 1e-6 * np.eye(p)
     vs = c * (school_v - (mean_v * nk[:, None]).T @ mean_s)
     diagonal = c * np.bincount(school, minlength=n_schools)[1:] + 1e-6
@@ -535,10 +621,15 @@ def lda_draw_by_school(labels, values_obs, school_obs, values_mis, school_mis, n
     boot = rng.integers(0, len(labels), len(labels))
     scores = lda_scores_by_school(labels[boot], values_obs[boot], school_obs[boot], values_mis, school_mis,
                                   n_levels, n_schools)
+    return _draw_levels(scores, rng)
+
+
+def _draw_levels(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A level for each row of LDA scores (rows x levels), drawn from its posterior probabilities."""
     prob = np.exp(scores - scores.max(axis=1, keepdims=True))
     prob /= prob.sum(axis=1, keepdims=True)
-    u = rng.random(len(values_mis))[:, None]
-    return (u > np.cumsum(prob, axis=1)).sum(axis=1).clip(0, n_levels - 1)
+    u = rng.random(len(scores))[:, None]
+    return (u > np.cumsum(prob, axis=1)).sum(axis=1).clip(0, scores.shape[1] - 1)
 
 
 def completed_frame(frame: pl.DataFrame, values: np.ndarray, group: np.ndarray) -> pl.DataFrame:
