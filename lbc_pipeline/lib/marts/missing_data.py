@@ -709,11 +709,23 @@ MI_SCHEMA = {
 
 
 def ols_fit(y: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """OLS coefficients, their conventional variances and the residual df (numpy)."""
+    """OLS coefficients, their conventional variances and the residual df (numpy).
+
+    Up to MI_DIRECT_MAX_ROWS rows the coefficients come from `np.linalg.lstsq` (an SVD of
+    X). Above, from the normal equations with one step of iterative refinement (Bjorck):
+    beta = (X'X)^-1 X'y, then beta += (X'X)^-1 X'(y - X beta), which recovers the accuracy
+    the squared condition number costs (tested against lstsq). An SVD of a million-row
+    design takes some 20 times as long as X'X, and a wave's imputation fits 14 models on
+    each of 20 completed data sets. The variances use X'X either way."""
     n, k = X.shape
-    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    gram = X.T @ X
+    if n <= MI_DIRECT_MAX_ROWS:
+        beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    else:
+        beta = np.linalg.solve(gram, X.T @ y)
+        beta = beta + np.linalg.solve(gram, X.T @ (y - X @ beta))
     resid = y - X @ beta
-    var = resid @ resid / (n - k) * np.diag(np.linalg.inv(X.T @ X))
+    var = resid @ resid / (n - k) * np.diag(np.linalg.inv(gram))
     return beta, var, n - k
 
 

@@ -290,3 +290,46 @@ def test_sorted_lookup_gives_numpys_positions():
         if n:
             values[::7] = np.nan
         assert np.array_equal(md._searchsorted(ranked, values), np.searchsorted(ranked, values))
+
+
+# ------------------------------------------------------------------ the completed sets' OLS fits
+def design(n: int, spread: float, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A design like the published ones (a constant, 0/1 group dummies, an uncentred 1-5
+    moderator and its products with the dummies, controls); `spread` scales a nearly
+    collinear control (a small spread gives a large condition number)."""
+    rng = np.random.default_rng(seed)
+    group = rng.integers(0, 4, n)
+    dummies = (group[:, None] == np.arange(1, 4)).astype(float)
+    moderator = rng.integers(1, 6, n).astype(float)
+    age = rng.integers(9, 16, n).astype(float)
+    twin = age + spread * rng.normal(size=n)  # nearly the same column as age
+    X = np.column_stack([np.ones(n), dummies, moderator, dummies * moderator[:, None], age, twin])
+    y = X @ rng.normal(size=X.shape[1]) + rng.normal(scale=4, size=n)
+    return y, X
+
+
+def test_above_the_direct_size_the_fit_is_lstsqs_to_the_last_digits():
+    y, X = design(md.MI_DIRECT_MAX_ROWS + 3_000, spread=1.0)
+    beta, var, df = md.ols_fit(y, X)
+    expected, *_ = np.linalg.lstsq(X, y, rcond=None)  # the independent computation (an SVD)
+    np.testing.assert_allclose(beta, expected, rtol=1e-12, atol=1e-12)
+    resid = y - X @ expected
+    np.testing.assert_allclose(var, resid @ resid / df * np.diag(np.linalg.inv(X.T @ X)), rtol=1e-12)
+    assert df == len(y) - X.shape[1]
+
+
+def test_the_refinement_step_is_what_keeps_an_ill_conditioned_fit_exact():
+    y, X = design(md.MI_DIRECT_MAX_ROWS + 3_000, spread=1e-4)
+    assert np.linalg.cond(X) > 1e5
+    expected, *_ = np.linalg.lstsq(X, y, rcond=None)
+    beta, _, _ = md.ols_fit(y, X)
+    error = np.max(np.abs(beta - expected) / np.maximum(np.abs(expected), 1))
+    plain = np.linalg.solve(X.T @ X, X.T @ y)  # the normal equations without the refinement
+    plain_error = np.max(np.abs(plain - expected) / np.maximum(np.abs(expected), 1))
+    assert error < 1e-9 < plain_error
+
+
+def test_up_to_the_direct_size_the_fit_is_lstsq_itself():
+    y, X = design(md.MI_DIRECT_MAX_ROWS, spread=1.0)
+    beta, _, _ = md.ols_fit(y, X)
+    assert np.array_equal(beta, np.linalg.lstsq(X, y, rcond=None)[0])  # the same bits: the reference wave's path
