@@ -87,13 +87,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000, help="questionnaires of the generated wave")
     parser.add_argument("--data", type=Path, required=True, help="folder for the generated wave and the frame")
     parser.add_argument("--at", help="time this commit's missing_data.py instead of this tree's")
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.data.mkdir(parents=True, exist_ok=True)
+    if args.build_only:
+        build_frame(args.n, args.data)
+        return
+    frame_path = args.data / f"frame_{args.n}.parquet"
+    if not frame_path.exists():  # built by another process: this one's peak memory is the chain's
+        subprocess.run([sys.executable, __file__, "--n", str(args.n), "--data", str(args.data), "--build-only"],
+                       check=True)
     import numpy as np
     import polars as pl
     from threadpoolctl import threadpool_limits
 
-    frame = pl.read_parquet(build_frame(args.n, args.data))
+    frame = pl.read_parquet(frame_path)
     md = missing_data_module(args.at)
     data = md.imputation_input(frame)
     if len(data.values) <= md.MI_DIRECT_MAX_ROWS:
