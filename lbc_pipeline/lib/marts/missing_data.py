@@ -376,19 +376,14 @@ _INTERACTIONS = {c: slice(_P + len(_DUMMIES) * (1 + i), _P + len(_DUMMIES) * (2 
 _WIDTH = _P + len(_DUMMIES) * (1 + len(MODERATOR_COLUMNS))
 # Variable j's imputation model: its predictors (every column but j and j's interactions), and
 # the columns that imputing j changes (j and its interactions).
-_PREDICTORS = tuple(np.setdiff1d(np.arange(_WIDTH), [j, *(range(_WIDTH)[_INTERACTIONS[j]] if j in _INTERACTIONS else ())])
-                    for j in range(_P))
 _CHANGED = tuple(np.array([j, *(range(_WIDTH)[_INTERACTIONS[j]] if j in _INTERACTIONS else ())]) for j in range(_P))
+_PREDICTORS = tuple(np.setdiff1d(np.arange(_WIDTH), changed) for changed in _CHANGED)
 
 
-def _school_sums(Z: np.ndarray, school: np.ndarray, n_schools: int) -> np.ndarray:
-    """schools x columns: the column sums of Z's rows by school."""
-    return np.stack([np.bincount(school, weights=Z[:, c], minlength=n_schools) for c in range(Z.shape[1])], axis=1)
-
-
-def _school_sums_of_rows(block: np.ndarray, school: np.ndarray, n_schools: int) -> np.ndarray:
-    """`_school_sums` of a block of rows (the same sums), its columns made contiguous first."""
-    columns = _transposed(block)
+def _school_sums(columns, school: np.ndarray, n_schools: int) -> np.ndarray:
+    """Each column's sums by school (schools x columns). `columns` iterates over the columns:
+    `Z.T` (strided views, no copy), or `_transposed(block)` for a block of rows summed often
+    (contiguous columns, a faster bincount); the sums are the same."""
     return np.stack([np.bincount(school, weights=column, minlength=n_schools) for column in columns], axis=1)
 
 
@@ -449,8 +444,9 @@ class SchoolEffectsChain:
       N(ybar_s - wbar_s' beta*, sigma2 / n_s) (a school with no observed value takes the
       count-weighted mean of the others). The k nearest donors come from `nearest_by_sorting`,
       each variable's sort starting from its previous iteration's order (nearly sorted).
-    - The migration group: `lda_draw_by_school`, LDA with the school dummies solved through
-      their structure (diagonal plus rank 4).
+    - The migration group: `lda_draw`'s LDA on a bootstrap of the observed rows, with the
+      school as codes (`lda_scores_by_school`: the school dummies solved through their
+      structure, diagonal plus rank 4), a level drawn from each row's posterior.
     The draws follow the same distributions as the direct forms but use the random numbers
     differently, so a wave's imputations differ from what the direct forms would draw.
     """
@@ -461,7 +457,7 @@ class SchoolEffectsChain:
         self.Z = np.empty((len(self.values), _WIDTH))
         self._fill(slice(None))
         self.gram = self.Z.T @ self.Z
-        self.sums = _school_sums(self.Z, data.school, data.n_schools)
+        self.sums = _school_sums(self.Z.T, data.school, data.n_schools)
         self.counts = np.bincount(data.school, minlength=data.n_schools)
         self.orders: dict[int, np.ndarray] = {}  # each variable's last sort of its observed rows
         self.y_obs: dict[int, np.ndarray] = {}
@@ -472,18 +468,14 @@ class SchoolEffectsChain:
         self.group_missing, self.group_observed = np.flatnonzero(self.gmiss), np.flatnonzero(~self.gmiss)
 
     def _fill(self, rows) -> None:
-        """Z's rows from the current values and group."""
-        dummies = group_dummies(self.group[rows])
-        self.Z[rows, :_P] = self.values[rows]
-        self.Z[rows, _P:_P + len(_DUMMIES)] = dummies
-        for c, columns in _INTERACTIONS.items():
-            self.Z[rows, columns] = dummies * self.values[rows, c][:, None]
+        """Z's rows (a slice or an index array) from the current values and group."""
+        self.Z[rows] = self._new_rows(rows)
 
-    def _new_rows(self, rows: np.ndarray) -> np.ndarray:
-        """`_fill`'s values of Z's rows `rows` (an index array), as a block (the same numbers)."""
-        values = np.take(self.values, rows, axis=0)
+    def _new_rows(self, rows) -> np.ndarray:
+        """Z's rows `rows` (a slice or an index array) from the current values and group, as a block."""
+        values = self.values[rows]
         dummies = group_dummies(self.group[rows])
-        block = np.empty((len(rows), _WIDTH))
+        block = np.empty((len(values), _WIDTH))
         block[:, :_P] = values
         block[:, _P:_P + len(_DUMMIES)] = dummies
         for c, columns in _INTERACTIONS.items():
@@ -498,8 +490,8 @@ class SchoolEffectsChain:
         (sums of zeros, and no sum is ever -0.0)."""
         new = np.take(self.Z, rows, axis=0) if new is None else new
         self.gram += new.T @ new - old.T @ old
-        self.sums[:, columns] += _school_sums_of_rows(new[:, columns] - old[:, columns], self.data.school[rows],
-                                                      self.data.n_schools)
+        self.sums[:, columns] += _school_sums(_transposed(new[:, columns] - old[:, columns]), self.data.school[rows],
+                                              self.data.n_schools)
 
     def pmm(self, j: int) -> np.ndarray:
         rows, observed, x = self.missing_rows[j], self.observed[j], _PREDICTORS[j]
@@ -507,7 +499,7 @@ class SchoolEffectsChain:
         old = np.take(self.Z, rows, axis=0)
         school_m = school[rows]
         fit = school_effects_fit(self.gram - old.T @ old,
-                                 self.sums - _school_sums_of_rows(old, school_m, self.data.n_schools),
+                                 self.sums - _school_sums(_transposed(old), school_m, self.data.n_schools),
                                  self.counts - np.bincount(school_m, minlength=self.data.n_schools), x, j)
         full = np.zeros(_WIDTH)
         full[x] = fit.beta
@@ -539,8 +531,8 @@ class SchoolEffectsChain:
         return drawn
 
     def lda(self) -> None:
-        """`lda_draw_by_school` with its bootstrap taken straight from the chain's rows (the
-        same random numbers, rows and arithmetic)."""
+        """The group's imputations: a bootstrap of the observed rows (gathered straight from the
+        chain's rows), `lda_scores_by_school`, then a level drawn per missing row."""
         rows, observed = self.group_missing, self.group_observed
         school = self.data.school
         boot = observed[self.rng.integers(0, len(observed), len(observed))]
@@ -612,16 +604,6 @@ def lda_scores_by_school(labels, values_obs, school_obs, values_mis, school_mis,
     x_s = np.vstack([np.zeros((1, n_levels)), x_s])  # the first school: no dummy
     quadratic = (mean_v * x_v.T).sum(axis=1) + (mean_s * x_s[1:].T).sum(axis=1)
     return values_mis @ x_v + x_s[school_mis] - 0.5 * quadratic + np.log(np.maximum(priors, 1e-12))
-
-
-def lda_draw_by_school(labels, values_obs, school_obs, values_mis, school_mis, n_levels, n_schools,
-                       rng: np.random.Generator) -> np.ndarray:
-    """`lda_draw` with the school as codes: a bootstrap of the observed rows, the LDA posterior
-    of each missing row (`lda_scores_by_school`), a level drawn from it."""
-    boot = rng.integers(0, len(labels), len(labels))
-    scores = lda_scores_by_school(labels[boot], values_obs[boot], school_obs[boot], values_mis, school_mis,
-                                  n_levels, n_schools)
-    return _draw_levels(scores, rng)
 
 
 def _draw_levels(scores: np.ndarray, rng: np.random.Generator) -> np.ndarray:

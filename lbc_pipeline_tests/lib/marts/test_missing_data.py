@@ -197,7 +197,7 @@ def school_design(n=600, n_schools=7, seed=4):
 def test_school_effects_fit_equals_dummy_least_squares():
     school, W, y = school_design()
     Z = np.column_stack([W, y])
-    fit = md.school_effects_fit(Z.T @ Z, md._school_sums(Z, school, 7), np.bincount(school, minlength=7), [0, 1, 2], 3)
+    fit = md.school_effects_fit(Z.T @ Z, md._school_sums(Z.T, school, 7), np.bincount(school, minlength=7), [0, 1, 2], 3)
     dummies = np.column_stack([(school == s).astype(float) for s in range(1, 7)])
     X = np.column_stack([W, dummies, np.ones(len(y))])
     xtx_inv = np.linalg.inv(X.T @ X)
@@ -245,7 +245,7 @@ def test_school_effects_chain_imputes_like_the_direct_form(monkeypatch):
     chain._fill(slice(None))
     assert np.array_equal(fresh, saved)
     assert np.allclose(chain.gram, fresh.T @ fresh, rtol=1e-10)
-    assert np.allclose(chain.sums, md._school_sums(fresh, data.school, data.n_schools), rtol=1e-10, atol=1e-9)
+    assert np.allclose(chain.sums, md._school_sums(fresh.T, data.school, data.n_schools), rtol=1e-10, atol=1e-9)
     assert (group >= 0).all() and not np.isnan(values).any()
     direct = md.multiple_imputation(frame, frame.drop_nulls(), "t", m=5, seed=1)
     monkeypatch.setattr(md, "MI_DIRECT_MAX_ROWS", 100)
