@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -477,8 +478,6 @@ class KeptWarehouse:
 
     def __init__(self, path: Path, connect: Callable[[], duckdb.DuckDBPyConnection], timeout_s: float,
                  idle_s: float = KEEP_IDLE_S):
-        import threading
-
         self.path, self.lock = path, lock_path(path)
         self._connect, self._timeout_s, self._idle_s = connect, timeout_s, idle_s
         self._last_used = time.monotonic()
@@ -486,8 +485,7 @@ class KeptWarehouse:
         self._anchor: duckdb.DuckDBPyConnection | None = None
         self._fd: int | None = None
         self._in_use = 0
-        self._watcher: threading.Thread | None = None
-        self.opened = 0  # how many times the database was opened (for tests and metadata)
+        self.opened = 0  # how many times the database was opened
 
     @property
     def held(self) -> bool:
@@ -518,8 +516,6 @@ class KeptWarehouse:
                 self._release()
 
     def _open(self) -> None:
-        import threading
-
         fd = acquire_file_lock(self.lock, self._timeout_s)
         try:
             self._anchor = self._connect()
@@ -527,9 +523,7 @@ class KeptWarehouse:
             os.close(fd)
             raise
         self._fd, self.opened = fd, self.opened + 1
-        self._watcher = threading.Thread(target=self._watch, args=(self._anchor,), daemon=True,
-                                         name="lbc-warehouse-hold")
-        self._watcher.start()
+        threading.Thread(target=self._watch, args=(self._anchor,), daemon=True, name="lbc-warehouse-hold").start()
 
     def _release(self) -> None:
         anchor, fd = self._anchor, self._fd

@@ -191,3 +191,31 @@ def test_outside_a_run_every_connection_opens_and_closes(tmp_path):
         with resource.get_connection() as con:
             con.execute("create table if not exists t (x integer)")
         assert not locked_elsewhere(lock_path(path))
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time, duckdb
+    from pathlib import Path
+    from lbc_pipeline.lib.io.warehouse import KeptWarehouse
+    path = Path(sys.argv[1])
+    hold = KeptWarehouse(path, lambda: duckdb.connect(str(path)), 60, idle_s=3600)
+    with hold.connection() as con:
+        con.execute("create table t (x integer)")
+        con.execute("insert into t values (1)")
+    print("holding", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_a_killed_process_lets_go_of_its_hold_and_loses_no_commit(tmp_path):
+    path = tmp_path / "w.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert locked_elsewhere(lock_path(path))  # kept between blocks
+    finally:
+        holder.kill()  # SIGKILL: no teardown, no close
+        holder.wait(timeout=30)
+    with exclusive_file_lock(lock_path(path), 5):  # the OS dropped the lock with the process
+        with duckdb.connect(str(path)) as con:
+            assert con.execute("select x from t").fetchall() == [(1,)]
