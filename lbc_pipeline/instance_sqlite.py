@@ -3,8 +3,8 @@
 Dagster's SQLite storage opens a new connection for every event it stores and closes it
 afterwards. Every commit is synced to disk (SQLite's default `synchronous=FULL`), and the
 closing connection, being the last one open on the file, checkpoints the write-ahead log into
-the database and deletes it, with more syncs: about 20 ms per event on this project's
-machine, some ten seconds of a reference-wave run (its 247 events).
+the database and deletes it, with more syncs (a reference-wave run stores 247 events; the
+README's speed section has what they cost with each setting).
 
 `install()` changes two things for the SQLite connections this process opens (PostgreSQL
 and every other database are left alone):
