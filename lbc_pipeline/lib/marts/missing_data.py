@@ -50,7 +50,7 @@ from lbc_pipeline.lib.contracts import WAVE, register
 from lbc_pipeline.lib.marts.blas import single_blas_thread
 from lbc_pipeline.lib.marts.models import MODERATORS, design_matrix, model_specs, significance_stars
 from lbc_pipeline.lib.marts.sensitivity_frame import add_group_dummies, complete_cases, sensitivity_frame
-from lbc_pipeline.lib.parallel import fork_map
+from lbc_pipeline.lib.parallel import fork_imap
 
 N_IMPUTATIONS = 20
 N_ITERATIONS = 10
@@ -635,11 +635,12 @@ def iter_completed(frame: pl.DataFrame, m: int = N_IMPUTATIONS, seed: int = MI_S
     The chains are independent: they run on every core (forked processes, numpy only), with
     the same results as one after the other (`workers=1`); each returns only its imputed
     cells, and each completed frame is built when it is needed (a large wave's 20 frames
-    are not held at once)."""
+    are not held at once), as soon as its chain is done: the caller fits its models while
+    the next chains run (`fork_imap`)."""
     data = imputation_input(frame)
     chains = np.random.SeedSequence(seed).spawn(m)
     miss, gmiss = np.isnan(data.values), data.group < 0
-    for cells, groups in fork_map(lambda s: _imputed_cells(data, s), chains, workers):
+    for cells, groups in fork_imap(lambda s: _imputed_cells(data, s), chains, workers):
         values, group = data.values.copy(), data.group.copy()
         values[miss], group[gmiss] = cells, groups
         yield completed_frame(frame, values, group)

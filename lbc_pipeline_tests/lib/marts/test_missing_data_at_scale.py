@@ -222,7 +222,7 @@ def test_chain_draws_exactly_what_it_drew_before_the_speed_up(data, reference, m
 def test_forked_chains_at_scale_equal_the_reference_chains(data):
     # the pipeline's path: impute_once on forked workers, each chain its own spawned seed
     seeds = np.random.SeedSequence(11).spawn(3)
-    forked = md.fork_map(lambda s: md.impute_once(data, np.random.default_rng(s), 4), seeds, 2)
+    forked = list(md.fork_imap(lambda s: md.impute_once(data, np.random.default_rng(s), 4), seeds, 2))
     for seed, (values, group) in zip(seeds, forked):
         ref_values, ref_group = ReferenceChain(data, np.random.default_rng(seed)).run(4)
         assert values.tobytes() == ref_values.tobytes() and group.tobytes() == ref_group.tobytes()
