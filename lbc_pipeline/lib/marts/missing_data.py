@@ -719,9 +719,10 @@ def multiple_imputation(frame: pl.DataFrame, complete: pl.DataFrame, wave: str,
     their complete-case fit on `complete` (the analysis sample)."""
     specs = model_specs(MI_SPECIFICATION)
     fits_by_spec: list[list] = [[] for _ in specs]
+    buffer = np.empty(frame.height * max(len(spec.terms) for spec in specs))  # every design in turn
     for completed in iter_completed(frame, m, seed):  # one completed data set at a time
         for fits, spec in zip(fits_by_spec, specs):
-            fits.append(ols_fit(*design_matrix(completed, spec)))
+            fits.append(ols_fit(*design_matrix(completed, spec, buffer)))
     rows = []
     for spec, fits in zip(specs, fits_by_spec):
         betas = np.stack([f[0] for f in fits])

@@ -84,11 +84,16 @@ def moderator_values(sample: pl.DataFrame, spec: ModelSpec) -> tuple[np.ndarray,
     return raw - mean, mean
 
 
-def design_matrix(sample: pl.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+def design_matrix(sample: pl.DataFrame, spec: ModelSpec,
+                  buffer: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Build the outcome vector and the design matrix of one model.
 
     Rows are the sample's children in their order; the matrix's columns are
     `spec.terms` in order. A centred moderator is centred on this sample.
+    `buffer`: a float64 array of at least rows x terms elements to hold the matrix (the same
+    numbers and C layout as a new one), for a caller that builds many designs of a large
+    sample in turn: a new array of that size is fresh memory, its pages faulted in each time.
+    The matrix returned is then a view of the buffer, overwritten by the next call.
     """
     moderator = moderator_values(sample, spec)[0] if spec.moderator else None
     columns = []
@@ -103,7 +108,12 @@ def design_matrix(sample: pl.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np
         else:
             columns.append(sample[term].cast(pl.Float64).to_numpy())
     y = sample[OUTCOME].cast(pl.Float64).to_numpy()
-    return y, np.column_stack(columns)
+    if buffer is None:
+        return y, np.column_stack(columns)
+    X = buffer[:sample.height * len(columns)].reshape(sample.height, len(columns))
+    for j, column in enumerate(columns):
+        X[:, j] = column
+    return y, X
 
 
 def significance_stars(p_value: float) -> str:

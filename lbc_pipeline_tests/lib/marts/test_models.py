@@ -94,6 +94,19 @@ def test_centring_follows_the_specification(sample, specification, table_no, mod
         np.testing.assert_allclose(interaction, sample["mother_away"].to_numpy() * expected, atol=1e-12)
 
 
+def test_a_design_built_in_a_buffer_is_the_same_matrix_and_the_same_fit(sample):
+    specs = [spec for specification in models.SPECIFICATIONS for spec in models.model_specs(specification)]
+    buffer = np.full(sample.height * max(len(spec.terms) for spec in specs), np.nan)
+    for spec in specs:
+        y, X = models.design_matrix(sample, spec)
+        y_b, X_b = models.design_matrix(sample, spec, buffer)
+        assert X_b.shape == X.shape and X_b.flags.c_contiguous and np.shares_memory(X_b, buffer)
+        assert X_b.tobytes() == X.tobytes() and y_b.tobytes() == y.tobytes()
+        assert np.linalg.lstsq(X_b, y_b, rcond=None)[0].tobytes() == np.linalg.lstsq(X, y, rcond=None)[0].tobytes()
+    with pytest.raises(ValueError):  # a buffer too small is refused, not overrun
+        models.design_matrix(sample, specs[0], np.empty(sample.height))
+
+
 def test_unknown_specification_is_refused():
     with pytest.raises(ValueError, match="unknown specification"):
         models.model_specs("centred_everywhere")
