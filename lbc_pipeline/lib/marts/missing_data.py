@@ -82,29 +82,73 @@ SEARCHSORTED_SORT_MIN = 4096
 
 
 # ------------------------------------------------------------------ Little's MCAR test
+@dataclass(frozen=True)
+class MissingnessPatterns:
+    """The rows of a matrix grouped by their pattern of observed values."""
+
+    observed: np.ndarray  # patterns x columns, True where observed, in np.unique(axis=0)'s order
+    blocks: list[np.ndarray]  # each pattern's rows, in their order in the matrix
+
+
+def missingness_patterns(Y: np.ndarray) -> MissingnessPatterns:
+    """Group the rows of Y by pattern, once: the patterns in the order of
+    `np.unique(~np.isnan(Y), axis=0)` (lexicographic, the first column first, missing before
+    observed), each pattern's rows in their order in Y, so that sums over a block are those
+    over `Y[inverse == j]`, to the bit. Each row's pattern is a bit-packed integer key (up
+    to 63 columns; the order is the same): sorting integers is much faster than sorting
+    rows, and gathering every block once, not masking the whole matrix per pattern and per
+    EM iteration, is what makes the test feasible at a million rows."""
+    observed = ~np.isnan(Y)
+    n, p = Y.shape
+    if 0 < p < 64:
+        keys = np.zeros(n, dtype=np.uint64)
+        for c in range(p):
+            keys |= observed[:, c].astype(np.uint64) << np.uint64(p - 1 - c)
+        unique_keys, inverse = np.unique(keys, return_inverse=True)
+        patterns = ((unique_keys[:, None] >> np.arange(p - 1, -1, -1, dtype=np.uint64)) & np.uint64(1)).astype(bool)
+    else:
+        patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    ends = np.cumsum(np.bincount(inverse, minlength=len(patterns)))
+    grouped = Y[order]
+    blocks = [grouped[start:stop] for start, stop in zip(np.concatenate([[0], ends[:-1]]), ends)]
+    return MissingnessPatterns(patterns, blocks)
+
+
 def em_mvn(Y: np.ndarray, tol: float = EM_TOLERANCE, max_iter: int = EM_MAX_ITER) -> tuple[np.ndarray, np.ndarray, int]:
     """Maximum-likelihood mean and covariance of multivariate normal data with NaNs (EM).
 
     Rows with every value missing are ignored. Returns (mu, sigma, iterations).
     """
     Y = Y[~np.isnan(Y).all(axis=1)]
+    return _em_mvn(Y, missingness_patterns(Y), tol, max_iter)
+
+
+def _em_mvn(Y: np.ndarray, groups: MissingnessPatterns, tol: float, max_iter: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """`em_mvn` on Y's rows grouped by pattern. A complete pattern's sums are the same at every
+    iteration: computed once (the same expressions, the same numbers)."""
     n, p = Y.shape
-    observed = ~np.isnan(Y)
     mu = np.nanmean(Y, axis=0)
     sigma = np.diag(np.nanvar(Y, axis=0))
-    patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+    complete: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for iteration in range(1, max_iter + 1):
         t1 = np.zeros(p)
         t2 = np.zeros((p, p))
-        for j, pattern in enumerate(patterns):
-            rows = Y[inverse.ravel() == j]
+        for j, (pattern, rows) in enumerate(zip(groups.observed, groups.blocks)):
             o, m = pattern, ~pattern
+            if not m.any():
+                if j not in complete:
+                    complete[j] = rows.sum(axis=0), rows.T @ rows + len(rows) * np.zeros((p, p))
+                s1, s2 = complete[j]
+                t1 += s1
+                t2 += s2
+                continue
             filled = rows.copy()
             correction = np.zeros((p, p))
-            if m.any():
-                coef = sigma[np.ix_(m, o)] @ np.linalg.inv(sigma[np.ix_(o, o)])
-                filled[:, m] = mu[m] + (rows[:, o] - mu[o]) @ coef.T
-                correction[np.ix_(m, m)] = sigma[np.ix_(m, m)] - coef @ sigma[np.ix_(o, m)]
+            coef = sigma[np.ix_(m, o)] @ np.linalg.inv(sigma[np.ix_(o, o)])
+            filled[:, m] = mu[m] + (rows[:, o] - mu[o]) @ coef.T
+            correction[np.ix_(m, m)] = sigma[np.ix_(m, m)] - coef @ sigma[np.ix_(o, m)]
             t1 += filled.sum(axis=0)
             t2 += filled.T @ filled + len(rows) * correction
         new_mu = t1 / n
@@ -129,19 +173,18 @@ def little_mcar_test(Y: np.ndarray) -> McarResult:
     """Little's (1988) chi-squared test that the values are missing completely at random."""
     Y = Y[~np.isnan(Y).all(axis=1)]
     n, p = Y.shape
-    mu, sigma, _ = em_mvn(Y)
-    observed = ~np.isnan(Y)
-    patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+    groups = missingness_patterns(Y)
+    mu, sigma, _ = _em_mvn(Y, groups, EM_TOLERANCE, EM_MAX_ITER)
     d2, df = 0.0, 0
-    for j, o in enumerate(patterns):
-        rows = Y[inverse.ravel() == j][:, o]
+    for o, block in zip(groups.observed, groups.blocks):
+        rows = block[:, o]
         diff = rows.mean(axis=0) - mu[o]
         d2 += len(rows) * float(diff @ np.linalg.solve(sigma[np.ix_(o, o)], diff))
         df += int(o.sum())
     df -= p
     if df == 0:  # one pattern, nothing missing: nothing to test
-        return McarResult(0.0, 0, 1.0, len(patterns), n)
-    return McarResult(d2, df, float(stats.chi2.sf(d2, df)), len(patterns), n)
+        return McarResult(0.0, 0, 1.0, len(groups.observed), n)
+    return McarResult(d2, df, float(stats.chi2.sf(d2, df)), len(groups.observed), n)
 
 
 MCAR_SCHEMA = {"wave": pl.String, "variables": pl.String, "n_rows": pl.Int64, "n_incomplete": pl.Int64,

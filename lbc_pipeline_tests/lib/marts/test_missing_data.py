@@ -48,6 +48,63 @@ def test_little_mcar_test_detects_missingness_that_depends_on_the_data(mechanism
     assert (md.little_mcar_test(Y).p_value < 0.05) == rejects
 
 
+def _masking_em_mvn(Y, tol=md.EM_TOLERANCE, max_iter=md.EM_MAX_ITER):
+    """em_mvn as it was written first (each pattern's rows masked out of Y at every
+    iteration): the oracle the grouped form must equal to the bit."""
+    Y = Y[~np.isnan(Y).all(axis=1)]
+    n, p = Y.shape
+    observed = ~np.isnan(Y)
+    mu = np.nanmean(Y, axis=0)
+    sigma = np.diag(np.nanvar(Y, axis=0))
+    patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+    for iteration in range(1, max_iter + 1):
+        t1, t2 = np.zeros(p), np.zeros((p, p))
+        for j, pattern in enumerate(patterns):
+            rows = Y[inverse.ravel() == j]
+            o, m = pattern, ~pattern
+            filled, correction = rows.copy(), np.zeros((p, p))
+            if m.any():
+                coef = sigma[np.ix_(m, o)] @ np.linalg.inv(sigma[np.ix_(o, o)])
+                filled[:, m] = mu[m] + (rows[:, o] - mu[o]) @ coef.T
+                correction[np.ix_(m, m)] = sigma[np.ix_(m, m)] - coef @ sigma[np.ix_(o, m)]
+            t1 += filled.sum(axis=0)
+            t2 += filled.T @ filled + len(rows) * correction
+        new_mu, new_sigma = t1 / n, t2 / n - np.outer(t1 / n, t1 / n)
+        change = max(np.abs(new_mu - mu).max(), np.abs(new_sigma - sigma).max())
+        mu, sigma = new_mu, new_sigma
+        if change < tol:
+            return mu, sigma, iteration
+    raise ValueError("not converged")
+
+
+def _with_holes(n: int, p: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    Y = rng.multivariate_normal(np.arange(p), np.eye(p) + 0.4, size=n)
+    Y[rng.random((n, p)) < 0.15] = np.nan
+    Y[: n // 50] = np.nan  # some rows with nothing observed
+    return Y
+
+
+@pytest.mark.parametrize(("n", "p"), [(40, 3), (3000, 6), (5000, 9)])
+def test_grouped_em_equals_the_masking_em_to_the_bit(n, p):
+    Y = _with_holes(n, p, n + p)
+    mu, sigma, iterations = md.em_mvn(Y)
+    ref_mu, ref_sigma, ref_iterations = _masking_em_mvn(Y)
+    assert iterations == ref_iterations
+    assert mu.tobytes() == ref_mu.tobytes() and sigma.tobytes() == ref_sigma.tobytes()
+
+
+@pytest.mark.parametrize("p", [1, 5, 63, 64, 70])
+def test_missingness_patterns_are_numpy_uniques_order_with_each_patterns_rows_in_order(p):
+    Y = _with_holes(600, p, p) if p > 1 else np.where(np.random.default_rng(0).random((600, 1)) < 0.3, np.nan, 1.0)
+    groups = md.missingness_patterns(Y)
+    patterns, inverse = np.unique(~np.isnan(Y), axis=0, return_inverse=True)
+    assert np.array_equal(groups.observed, patterns)
+    for j, block in enumerate(groups.blocks):
+        assert block.tobytes() == Y[inverse.ravel() == j].tobytes()
+    assert sum(len(b) for b in groups.blocks) == len(Y)
+
+
 def test_rubin_rules_by_hand():
     # M = 3 estimates 1.0, 1.2, 0.8 with variances 0.04, 0.05, 0.03; complete-data df 20.
     # U = 0.04; B = (0 + 0.04 + 0.04) / 2 = 0.04; T = 0.04 + (4/3) 0.04 = 0.28/3
