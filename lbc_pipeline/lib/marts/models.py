@@ -46,9 +46,10 @@ CONFIDENCE_LEVEL = _STUDY.confidence_level
 WILD_BOOTSTRAP_ENUMERATE_MAX_CLUSTERS = 10
 WILD_BOOTSTRAP_DRAWS = 9999
 WILD_BOOTSTRAP_SEED = 20230113
-# Below this many children the bootstrap of every model takes well under a second in-line, and
-# forking workers for it (fourteen batches) costs more than it saves (reference wave: 0.5 s
-# in-line, 1.6 s forked, the fit_models step of one run each).
+# Below this many children the models are fitted in-line (the reference wave's numbers stay
+# those of one process): there the 28 fits take about 0.16 s in-line or on two forked
+# workers alike; at 617,347 children the forked workers take 37 s (in-line fits with forked
+# bootstraps took 83 s). Measured alternately on 2 cores, 2026-12-01.
 FORK_BOOTSTRAP_MIN_ROWS = 20_000
 # design_matrix fills a buffer this many rows at a time (3 times as fast as a column at a time)
 DESIGN_FILL_ROWS = 8192
@@ -80,7 +81,10 @@ def model_specs(specification: Specification) -> list[ModelSpec]:
 
 def moderator_values(sample: pl.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, float | None]:
     """Return the moderator as it enters the model and the sample mean subtracted (if any)."""
-    raw = sample[spec.moderator].cast(pl.Float64).to_numpy()
+    return _moderator_of(sample[spec.moderator].cast(pl.Float64).to_numpy(), spec)
+
+
+def _moderator_of(raw: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, float | None]:
     if not spec.centre_moderator:
         return raw, None
     mean = float(raw.mean())
@@ -98,26 +102,43 @@ def design_matrix(sample: pl.DataFrame, spec: ModelSpec,
     sample in turn: a new array of that size is fresh memory, its pages faulted in each time.
     The matrix returned is then a view of the buffer, overwritten by the next call.
     """
-    moderator = moderator_values(sample, spec)[0] if spec.moderator else None
+    return design_from_columns(lambda name: sample[name].cast(pl.Float64).to_numpy(), sample.height, spec, buffer)
+
+
+def design_columns(sample: pl.DataFrame, specs: list[ModelSpec]) -> dict[str, np.ndarray]:
+    """Every sample column the designs of `specs` read, as float64 arrays (for
+    `design_from_columns` where polars cannot run, e.g. in a forked worker)."""
+    names = {OUTCOME}
+    for spec in specs:
+        names |= {t.split(":", 1)[0] for t in spec.terms if t != CONST}
+        names |= {spec.moderator} if spec.moderator else set()
+    return {name: sample[name].cast(pl.Float64).to_numpy() for name in sorted(names)}
+
+
+def design_from_columns(column, n: int, spec: ModelSpec,
+                        buffer: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`design_matrix` from `column(name)`, each column of the sample as a float64 array of
+    `n` rows (the same numbers from a polars frame or from `design_columns`)."""
+    moderator = _moderator_of(column(spec.moderator), spec)[0] if spec.moderator else None
     columns = []
     for term in spec.terms:
         if term == CONST:
-            columns.append(np.ones(sample.height))
+            columns.append(np.ones(n))
         elif term == spec.moderator:
             columns.append(moderator)
         elif ":" in term:
             dummy = term.split(":", 1)[0]
-            columns.append(sample[dummy].cast(pl.Float64).to_numpy() * moderator)
+            columns.append(column(dummy) * moderator)
         else:
-            columns.append(sample[term].cast(pl.Float64).to_numpy())
-    y = sample[OUTCOME].cast(pl.Float64).to_numpy()
+            columns.append(column(term))
+    y = column(OUTCOME)
     if buffer is None:
         return y, np.column_stack(columns)
-    X = buffer[:sample.height * len(columns)].reshape(sample.height, len(columns))
-    for start in range(0, sample.height, DESIGN_FILL_ROWS):  # a block of rows at a time: in cache
+    X = buffer[:n * len(columns)].reshape(n, len(columns))
+    for start in range(0, n, DESIGN_FILL_ROWS):  # a block of rows at a time: in cache
         block = slice(start, start + DESIGN_FILL_ROWS)
-        for j, column in enumerate(columns):
-            X[block, j] = column[block]
+        for j, column_values in enumerate(columns):
+            X[block, j] = column_values[block]
     return y, X
 
 
@@ -329,19 +350,33 @@ def design_rank(fitted) -> int:
     return int(np.count_nonzero(values > tolerance))
 
 
-def fit_model(sample: pl.DataFrame, spec: ModelSpec,
-              bootstrap: list[tuple[float, int, bool]] | None = None) -> FittedModel:
-    """Fit one model by OLS; its coefficient rows cover every SE type in SE_TYPES.
+@dataclass(frozen=True)
+class ModelNumbers:
+    """One model's OLS fit as numbers only (numpy, picklable): what `fit_model` reports, per SE
+    type the estimates, standard errors, t and p values, 95% intervals and covariance."""
 
-    Each row is one term under one SE type, with estimate, std_error, t_value,
-    p_value (t distribution), 95% ci_low/ci_high, stars (from p_value),
-    wild_bootstrap_p (cluster_school rows only) and a note on the SE type.
-    `bootstrap`: `wild_cluster_bootstrap_ps` of this design, computed elsewhere.
-    """
+    n_obs: int
+    n_clusters: int
+    r_squared: float
+    adj_r_squared: float
+    f_stat: float
+    f_p_value: float
+    params: dict[str, np.ndarray]
+    bse: dict[str, np.ndarray]
+    tvalues: dict[str, np.ndarray]
+    pvalues: dict[str, np.ndarray]
+    conf_int: dict[str, np.ndarray]
+    covariances: dict[str, np.ndarray]
+    bootstrap: list[tuple[float, int, bool]]
+
+
+def fit_numbers(y: np.ndarray, X: np.ndarray, clusters: np.ndarray, spec: ModelSpec,
+                bootstrap: list[tuple[float, int, bool]] | None = None) -> ModelNumbers:
+    """Fit one model's design by OLS (statsmodels) under every SE type of SE_TYPES, with the
+    wild bootstrap p-values (`bootstrap`, when computed elsewhere). No polars: it runs in
+    forked workers. A rank-deficient design, or fewer than two schools, is refused."""
     from statsmodels.regression.linear_model import OLS  # slow to import: only where fitted
 
-    y, X = design_matrix(sample, spec)
-    clusters = cluster_codes(sample)
     n_clusters = int(clusters.max()) + 1
     with warnings.catch_warnings():  # a rank-deficient design is refused just below
         warnings.filterwarnings("ignore", message="The design matrix is rank-deficient")
@@ -357,10 +392,41 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec,
     results = {se_type: robust_results(base, se_type, clusters) for se_type in SE_TYPES}
     if bootstrap is None:
         bootstrap = wild_cluster_bootstrap_ps(y, X, clusters, cluster_design(X, clusters))
-    note = cluster_note(n_clusters, bootstrap[0][1], bootstrap[0][2])
+    return ModelNumbers(
+        n_obs=int(base.nobs), n_clusters=n_clusters, r_squared=float(base.rsquared),
+        adj_r_squared=float(base.rsquared_adj), f_stat=float(base.fvalue), f_p_value=float(base.f_pvalue),
+        params={se: np.asarray(res.params) for se, res in results.items()},
+        bse={se: np.asarray(res.bse) for se, res in results.items()},
+        tvalues={se: np.asarray(res.tvalues) for se, res in results.items()},
+        pvalues={se: np.asarray(res.pvalues) for se, res in results.items()},
+        conf_int={se: np.asarray(res.conf_int(alpha=1 - CONFIDENCE_LEVEL)) for se, res in results.items()},
+        covariances={se: np.asarray(res.cov_params(), dtype=float) for se, res in results.items()},
+        bootstrap=bootstrap,
+    )
+
+
+def fit_model(sample: pl.DataFrame, spec: ModelSpec,
+              bootstrap: list[tuple[float, int, bool]] | None = None) -> FittedModel:
+    """Fit one model by OLS; its coefficient rows cover every SE type in SE_TYPES.
+
+    Each row is one term under one SE type, with estimate, std_error, t_value,
+    p_value (t distribution), 95% ci_low/ci_high, stars (from p_value),
+    wild_bootstrap_p (cluster_school rows only) and a note on the SE type.
+    `bootstrap`: `wild_cluster_bootstrap_ps` of this design, computed elsewhere.
+    """
+    y, X = design_matrix(sample, spec)
+    return fitted_model(sample, spec, fit_numbers(y, X, cluster_codes(sample), spec, bootstrap))
+
+
+def fitted_model(sample: pl.DataFrame, spec: ModelSpec, numbers: ModelNumbers) -> FittedModel:
+    """The `FittedModel` of `fit_numbers`' numbers: the coefficient rows as a frame."""
+    bootstrap = numbers.bootstrap
+    note = cluster_note(numbers.n_clusters, bootstrap[0][1], bootstrap[0][2])
     rows = []
-    for se_type, res in results.items():
-        ci = res.conf_int(alpha=1 - CONFIDENCE_LEVEL)
+    for se_type in SE_TYPES:
+        params, bse, tvalues, pvalues = (numbers.params[se_type], numbers.bse[se_type],
+                                         numbers.tvalues[se_type], numbers.pvalues[se_type])
+        ci = numbers.conf_int[se_type]
         for j, term in enumerate(spec.terms):
             rows.append(
                 {
@@ -368,13 +434,13 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec,
                     "table_no": spec.table_no,
                     "model_no": spec.model_no,
                     "term": term,
-                    "estimate": float(res.params[j]),
-                    "std_error": float(res.bse[j]),
-                    "t_value": float(res.tvalues[j]),
-                    "p_value": float(res.pvalues[j]),
+                    "estimate": float(params[j]),
+                    "std_error": float(bse[j]),
+                    "t_value": float(tvalues[j]),
+                    "p_value": float(pvalues[j]),
                     "ci_low": float(ci[j, 0]),
                     "ci_high": float(ci[j, 1]),
-                    "stars": significance_stars(float(res.pvalues[j])),
+                    "stars": significance_stars(float(pvalues[j])),
                     "se_type": se_type,
                     "wild_bootstrap_p": bootstrap[j][0] if se_type == "cluster_school" else None,
                     "note": load_study().se_notes[se_type] or note,
@@ -382,13 +448,13 @@ def fit_model(sample: pl.DataFrame, spec: ModelSpec,
             )
     return FittedModel(
         spec=spec,
-        n_obs=int(base.nobs),
-        r_squared=float(base.rsquared),
-        adj_r_squared=float(base.rsquared_adj),
-        f_stat=float(base.fvalue),
-        f_p_value=float(base.f_pvalue),
+        n_obs=numbers.n_obs,
+        r_squared=numbers.r_squared,
+        adj_r_squared=numbers.adj_r_squared,
+        f_stat=numbers.f_stat,
+        f_p_value=numbers.f_p_value,
         moderator_mean=moderator_values(sample, spec)[1] if spec.moderator else None,
-        covariances={se: np.asarray(res.cov_params(), dtype=float) for se, res in results.items()},
+        covariances=numbers.covariances,
         coefficients=contracts.frame("marts.model_coefficients", rows, drop=("wave",)),
     )
 
@@ -403,24 +469,15 @@ def check_single_wave(sample: pl.DataFrame, wave: str) -> None:
             raise ValueError(f"the sample for wave {wave!r} also holds waves {others}")
 
 
-def _bootstrap_or_none(design: tuple[np.ndarray, np.ndarray, np.ndarray]) -> list[tuple[float, int, bool]] | None:
-    """`wild_cluster_bootstrap_ps` of (y, X, clusters); None where it fails (fit_model then
-    refuses the design with its own message)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return wild_cluster_bootstrap_ps(*design)
-    except (np.linalg.LinAlgError, ValueError, ZeroDivisionError):
-        return None
-
-
 def fit_every_model(sample: pl.DataFrame, wave: str, workers: int | None = None) -> list[FittedModel]:
     """Fit every model of both specifications on one wave's analysis sample.
 
-    The wild bootstrap p-values (most of the time on a large wave) are numpy work on the
-    design matrices: on a wave of FORK_BOOTSTRAP_MIN_ROWS children or more they run on every
-    core (forked workers, `workers` at a time, the designs built here, polars stays in this
-    process), with the same results as in-line; `workers` set forks whatever the size."""
+    On a wave of FORK_BOOTSTRAP_MIN_ROWS children or more each model's numbers (`fit_numbers`:
+    the OLS fit, every SE type and the wild bootstrap, numpy and statsmodels) are computed on
+    every core (forked workers, `workers` at a time, one BLAS thread each), each design built
+    in its worker from the sample's columns (`design_columns`: polars stays in this process,
+    and no more than one design per worker is in memory), with the same results as in-line;
+    `workers` set forks whatever the size."""
     from threadpoolctl import threadpool_limits
 
     from lbc_pipeline.lib.parallel import default_workers, fork_map
@@ -432,15 +489,14 @@ def fit_every_model(sample: pl.DataFrame, wave: str, workers: int | None = None)
     if workers <= 1:
         return [fit_model(sample, spec) for spec in specs]
     clusters = cluster_codes(sample)
-    fitted = []
-    for i in range(0, len(specs), workers):  # a batch of designs at a time: memory stays small
-        batch = specs[i:i + workers]
-        designs = [(*design_matrix(sample, spec), clusters) for spec in batch]
-        with threadpool_limits(limits=1, user_api="blas"):
-            ps = fork_map(_bootstrap_or_none, designs, workers)
-        del designs
-        fitted += [fit_model(sample, spec, p) for spec, p in zip(batch, ps)]
-    return fitted
+    columns = design_columns(sample, specs)
+
+    def numbers_of(spec: ModelSpec) -> ModelNumbers:
+        return fit_numbers(*design_from_columns(columns.__getitem__, sample.height, spec), clusters, spec)
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        numbers = fork_map(numbers_of, specs, workers)
+    return [fitted_model(sample, spec, n) for spec, n in zip(specs, numbers)]
 
 
 def model_frames(fitted: list[FittedModel], wave: str) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -314,9 +314,10 @@ def test_centring_moves_main_effects_not_interactions(fitted):
         (lambda s: s.with_columns(school_id=pl.lit("S1")), "at least two schools"),
     ],
 )
-def test_fit_all_refuses_a_wrong_sample(sample, make_bad, message):
+@pytest.mark.parametrize("workers", [1, 2])  # in-line, and the forked path of a large wave
+def test_fit_all_refuses_a_wrong_sample(sample, make_bad, message, workers):
     with pytest.raises(ValueError, match=message):
-        models.model_frames(models.fit_every_model(make_bad(sample), "t"), "t")
+        models.model_frames(models.fit_every_model(make_bad(sample), "t", workers=workers), "t")
 
 
 def test_sample_sha256_ignores_order_but_not_values(sample):
@@ -349,6 +350,21 @@ def test_model_artifact_is_json_and_complete(sample):
 
 def test_bootstrap_on_forked_workers_gives_the_same_models_as_in_line():
     sample = random_analytic_sample(300, 17, n_schools=7)
-    forked = models.model_frames(models.fit_every_model(sample, "t", workers=3), "t")
-    serial = models.model_frames(models.fit_every_model(sample, "t", workers=1), "t")
+    forked_fits = models.fit_every_model(sample, "t", workers=3)
+    serial_fits = models.fit_every_model(sample, "t", workers=1)
+    forked = models.model_frames(forked_fits, "t")
+    serial = models.model_frames(serial_fits, "t")
     assert forked[0].equals(serial[0]) and forked[1].equals(serial[1])
+    for a, b in zip(forked_fits, serial_fits):  # the artifacts' numbers too
+        assert a.spec == b.spec and a.moderator_mean == b.moderator_mean
+        assert all(a.covariances[se].tobytes() == b.covariances[se].tobytes() for se in models.SE_TYPES)
+
+
+def test_design_from_columns_is_design_matrix(sample):
+    specs = [spec for specification in models.SPECIFICATIONS for spec in models.model_specs(specification)]
+    columns = models.design_columns(sample, specs)
+    assert models.OUTCOME in columns and "school_id" not in columns  # only what the designs read
+    for spec in specs:
+        y, X = models.design_matrix(sample, spec)
+        y_c, X_c = models.design_from_columns(columns.__getitem__, sample.height, spec)
+        assert X_c.tobytes() == X.tobytes() and y_c.tobytes() == y.tobytes()
