@@ -239,3 +239,36 @@ def test_clustering_sensitivity_above_the_direct_limit_uses_the_sums(monkeypatch
     assert direct[0].filter(wild)["p_value"].equals(by_sums[0].filter(wild)["p_value"])
     notes = by_sums[0].filter(pl.col("analysis") == "multilevel_class")["note"]
     assert notes.str.contains("per-class sums").all()
+
+
+def test_codes_are_numpys_unique_codes_of_the_labels_as_strings():
+    rng = np.random.default_rng(3)
+    labels = ["S1", "S10", "S2", "s1", "S1/10", "S1/2", "", "Ä-1", "학교-3", "z"]
+    for values in (pl.Series("class_key", rng.choice(labels, 5000)), pl.Series("school_id", rng.integers(0, 40, 5000))):
+        expected = np.unique(values.cast(pl.String).to_numpy(), return_inverse=True)[1]
+        got = sensitivity.codes(values)
+        assert got.dtype == np.int64 and np.array_equal(got, expected)
+
+
+def test_codes_refuse_a_missing_label():
+    with pytest.raises(ValueError, match="class_key: 1 rows without a value"):
+        sensitivity.codes(pl.Series("class_key", ["a", None, "b"]))
+
+
+@pytest.mark.parametrize("case", ["full", "collinear", "constant", "nearly collinear"])
+def test_full_column_rank_from_r_agrees_with_matrix_rank(case):
+    rng = np.random.default_rng(9)
+    A = rng.normal(size=(3000, 5))
+    if case == "collinear":
+        A[:, 3] = A[:, 0] - 2 * A[:, 1]
+    elif case == "constant":
+        A[:, 2] = 0.0
+    elif case == "nearly collinear":  # well above matrix_rank's tolerance: full rank both ways
+        A[:, 4] = A[:, 0] + 1e-6 * rng.normal(size=3000)
+    R = np.linalg.qr(A, mode="r")
+    verdicts = []
+    for columns in ([0], [0, 1, 2], [0, 1, 2, 3, 4]):
+        expected = np.linalg.matrix_rank(A[:, columns]) == len(columns)
+        assert sensitivity._full_column_rank(R[:, columns], len(A)) == expected
+        verdicts.append(expected)
+    assert verdicts[-1] == (case in ("full", "nearly collinear"))  # the cases are what they say
