@@ -31,9 +31,9 @@ import duckdb
 
 from lbc_pipeline.config import VERSIONS_DIR
 from lbc_pipeline.lib.io.warehouse import (
-    PENDING_RUN, REGISTRY, SCHEMAS, _add_columns, _comment_table, _create_like, _literal, _quote, _table_exists,
+    PENDING_RUN, REGISTRY, SCHEMAS, _add_columns, _comment_table, _create_like, _literal, _table_exists,
     _transaction,
-    create_views, pending_table,
+    create_views, pending_table, replace_rows,
 )
 
 VERSIONS = "wave_versions"
@@ -85,13 +85,11 @@ def publish_wave(con: duckdb.DuckDBPyConnection, wave: str, run: str, data_dir: 
         _ensure_versions(con)
         for table in tables:
             schema, name = table.split(".", 1)
-            target = f"{_quote(schema)}.{_quote(name)}"
             pending = pending_table(table)
             _create_like(con, table, f"select * exclude ({PENDING_RUN}) from {pending}")
             _add_columns(con, schema, name, pending, skip=(PENDING_RUN,))
-            con.execute(f"delete from {target} where wave = ?", [wave])
-            con.execute(f"insert into {target} by name select * exclude ({PENDING_RUN}) from {pending} "
-                        f"where wave = ? and {PENDING_RUN} = ?", [wave, run])
+            replace_rows(con, schema, name, f"select * exclude ({PENDING_RUN}) from {pending} "
+                         f"where wave = ? and {PENDING_RUN} = ?", [wave, run], wave)
             _comment_table(con, table)
             con.execute(f"delete from {pending} where wave = ? and {PENDING_RUN} = ?", [wave, run])
         con.execute(f"delete from {REGISTRY} where run_id = ? and wave = ?", [run, wave])
