@@ -65,7 +65,7 @@ def keep_freed_memory() -> bool:
     no trimming below 2 GiB free (M_TRIM_THRESHOLD). By default glibc maps each block of 32 MB
     or more afresh and unmaps it when freed, so a worker that allocates a large array on
     every step faults in every page of it again: an imputation chain at a million rows spent
-    3 to 5 s more in the kernel (scripts/bench_mi_chain.py, alternately with and without).
+    1.8 to 4.7 s more in the kernel (scripts/bench_mi_chain.py, three pairs, alternately).
     For short-lived worker processes only: the peak is the same, but nothing is given back
     to the system until the process exits. False where the C library has no `mallopt`."""
     import ctypes

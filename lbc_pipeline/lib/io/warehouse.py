@@ -180,34 +180,70 @@ def replace_wave(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFra
 def replace_rows(con: duckdb.DuckDBPyConnection, schema: str, name: str, source_sql: str, params: list,
                  wave: str) -> None:
     """Make the rows of `wave` in `schema.name` those of `source_sql` (a select of that wave's
-    rows, with `params`), in the caller's transaction.
+    rows, with `params`), in the caller's transaction: the other waves' rows in their order,
+    then the source's rows in the source's order (a column the source lacks is null).
 
-    A table whose primary key includes the wave, and whose every column the source has, gets
-    the source's rows by key: the rows of the wave whose key the source lacks are deleted and
-    the source's rows inserted or, where the key is there, replaced (`insert or replace`;
-    a key the source holds twice is refused, as an insert would).
-    Deleting a wave's rows and inserting rows of the same keys in one transaction costs
-    DuckDB's primary-key index far more at commit: a million-questionnaire wave published
-    again took 153 s and 4.2 GB (three of its tables alone: 96 s and 2.4 GB, against 6 s and
-    1.4 GB by key). Any other table: the wave's rows deleted, the source's inserted (a
-    column the source lacks is then null, as a newer release's table expects)."""
+    That is a delete and an insert, unless the table already holds rows of the wave and has a
+    primary key: deleting a wave's rows and inserting rows of the same keys in one
+    transaction costs DuckDB's key index far more at commit (a million-questionnaire wave
+    published again: 153 s and 4.2 GB in the publish step of a run). Such a table is rebuilt
+    instead (`_rebuild_with`): the same rows in the same order, the key, comments and name
+    kept, at a cost that grows with the whole table rather than with the wave."""
     target = f"{_quote(schema)}.{_quote(name)}"
     key = _table_primary_key(con, schema, name)
-    source_columns = set(con.sql(f"select * from ({source_sql}) limit 0", params=params).columns) if key else set()
-    if "wave" in key and set(_columns_of(con, target)[0]) <= source_columns:
-        columns = ", ".join(_quote(c) for c in key)
-        twice = con.execute(f"select {columns} from ({source_sql}) group by all having count(*) > 1 limit 1",
-                            params).fetchall()
-        if twice:  # `insert or replace` would keep one of them silently; an insert refuses them
-            raise duckdb.ConstraintException(f"{schema}.{name}: the new rows of wave {wave} hold key "
-                                             f"({', '.join(key)}) = {twice[0]} more than once")
-        same_key = " and ".join(f"s.{_quote(c)} = t.{_quote(c)}" for c in key)
-        con.execute(f"delete from {target} t where t.wave = ? and not exists (select 1 from ({source_sql}) s "
-                    f"where {same_key})", [wave, *params])
-        con.execute(f"insert or replace into {target} by name {source_sql}", params)
-        return
+    if key and _rebuildable(con, schema, name, key):
+        held = con.execute(f"select count(*) from (select 1 from {target} where wave = ? limit 1)", [wave]).fetchall()
+        if held[0][0]:
+            _rebuild_with(con, schema, name, key, source_sql, params, wave)
+            return
     con.execute(f"delete from {target} where wave = ?", [wave])
     con.execute(f"insert into {target} by name {source_sql}", params)
+
+
+def _rebuildable(con: duckdb.DuckDBPyConnection, schema: str, name: str, key: list[str]) -> bool:
+    """Whether a copy made by `create table ... as select` and given `key` again is the same
+    table: no constraint but the key (and its columns' NOT NULL), no column default."""
+    constraints = con.execute("select constraint_type, constraint_column_names from duckdb_constraints() "
+                              "where schema_name = ? and table_name = ? and database_name = current_database()",
+                              [schema, name]).fetchall()
+    if any(kind not in ("PRIMARY KEY", "NOT NULL") or (kind == "NOT NULL" and not set(columns) <= set(key))
+           for kind, columns in constraints):
+        return False
+    defaults = con.execute("select count(*) from duckdb_columns() where schema_name = ? and table_name = ? and "
+                           "column_default is not null and database_name = current_database()",
+                           [schema, name]).fetchall()[0][0]
+    return defaults == 0
+
+
+def _rebuild_with(con: duckdb.DuckDBPyConnection, schema: str, name: str, key: list[str], source_sql: str,
+                  params: list, wave: str) -> None:
+    """`replace_rows` by a new table: the other waves' rows, then the source's, the key added,
+    the old table dropped and the new one renamed in its place, with the old one's comments.
+    A key the source holds twice is refused first, as an insert into the table would (DuckDB
+    checks a key added in the same transaction only at commit)."""
+    target = f"{_quote(schema)}.{_quote(name)}"
+    columns = ", ".join(_quote(c) for c in key)
+    twice = con.execute(f"select {columns} from ({source_sql}) group by all having count(*) > 1 limit 1",
+                        params).fetchall()
+    if twice:
+        raise duckdb.ConstraintException(f"{schema}.{name}: the new rows of wave {wave} hold the key "
+                                         f"({', '.join(key)}) = {twice[0]} more than once")
+    new = f"{_quote(schema)}.{_quote(name + '__replacing')}"
+    table_comment = con.execute("select comment from duckdb_tables() where schema_name = ? and table_name = ? "
+                                "and database_name = current_database()", [schema, name]).fetchall()[0][0]
+    column_comments = con.execute("select column_name, comment from duckdb_columns() where schema_name = ? and "
+                                  "table_name = ? and comment is not null and database_name = current_database()",
+                                  [schema, name]).fetchall()
+    con.execute(f"drop table if exists {new}")
+    con.execute(f"create table {new} as select * from {target} where wave is distinct from ?", [wave])
+    con.execute(f"insert into {new} by name {source_sql}", params)
+    con.execute(f"alter table {new} add primary key ({columns})")
+    con.execute(f"drop table {target}")
+    con.execute(f"alter table {new} rename to {_quote(name)}")
+    if table_comment:
+        con.execute(f"comment on table {target} is {_literal(table_comment)}")
+    for column, comment in column_comments:
+        con.execute(f"comment on column {target}.{_quote(column)} is {_literal(comment)}")
 
 
 def _table_primary_key(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[str]:
