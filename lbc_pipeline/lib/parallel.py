@@ -88,6 +88,14 @@ def _child_init(parent: int) -> None:
     keep_freed_memory()
 
 
+def _forks(workers: int | None, n_items: int) -> int:
+    """How many processes to fork for `n_items` (0: compute here): `workers` (default
+    `default_workers()`) but no more than the items, none for one, none inside a fork
+    (no nesting)."""
+    workers = min(default_workers() if workers is None else workers, n_items)
+    return 0 if workers <= 1 or _TASK is not None else workers
+
+
 def _run_inherited(i: int):
     func, items = _TASK
     return func(items[i])
@@ -118,9 +126,8 @@ def fork_map(func: Callable[[T], R], items: Sequence[T], workers: int | None = N
     """`[func(x) for x in items]` on `workers` forked processes (default `default_workers()`;
     1: here, no process). `order`: the indices in the order to hand them out (largest first
     balances the load); the results are in the order of `items` whatever it is."""
-    workers = default_workers() if workers is None else workers
-    workers = min(workers, len(items))
-    if workers <= 1 or _TASK is not None:  # one worker, or already inside a fork_map: no nesting
+    workers = _forks(workers, len(items))
+    if not workers:
         return [func(x) for x in items]
     order = list(range(len(items))) if order is None else list(order)
     assert sorted(order) == list(range(len(items))), "order must be a permutation of the items' indices"
@@ -138,9 +145,8 @@ def fork_imap(func: Callable[[T], R], items: Sequence[T], workers: int | None = 
     next. The children are forked at the first `next()`; while the generator is open, a
     `fork_map` or `fork_imap` called in this process computes here (no nesting). Closing the
     generator early stops the children. 1 worker: computed here, one at a time."""
-    workers = default_workers() if workers is None else workers
-    workers = min(workers, len(items))
-    if workers <= 1 or _TASK is not None:
+    workers = _forks(workers, len(items))
+    if not workers:
         for x in items:
             yield func(x)
         return

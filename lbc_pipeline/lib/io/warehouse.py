@@ -186,12 +186,12 @@ def replace_rows(con: duckdb.DuckDBPyConnection, schema: str, name: str, source_
     That is a delete and an insert, unless the table already holds rows of the wave and has a
     primary key: deleting a wave's rows and inserting rows of the same keys in one
     transaction costs DuckDB's key index far more at commit (a million-questionnaire wave
-    published again: 153 s and 4.2 GB in the publish step of a run). Such a table is rebuilt
+    published again: 153 s in the publish step, the run's peak 4.2 GB). Such a table is rebuilt
     instead (`_rebuild_with`): the same rows in the same order, the key, comments and name
     kept, at a cost that grows with the whole table rather than with the wave."""
     target = f"{_quote(schema)}.{_quote(name)}"
-    key = _table_primary_key(con, schema, name)
-    if key and _rebuildable(con, schema, name, key):
+    key = _rebuildable_key(con, schema, name)
+    if key:
         held = con.execute(f"select count(*) from (select 1 from {target} where wave = ? limit 1)", [wave]).fetchall()
         if held[0][0]:
             _rebuild_with(con, schema, name, key, source_sql, params, wave)
@@ -200,19 +200,21 @@ def replace_rows(con: duckdb.DuckDBPyConnection, schema: str, name: str, source_
     con.execute(f"insert into {target} by name {source_sql}", params)
 
 
-def _rebuildable(con: duckdb.DuckDBPyConnection, schema: str, name: str, key: list[str]) -> bool:
-    """Whether a copy made by `create table ... as select` and given `key` again is the same
-    table: no constraint but the key (and its columns' NOT NULL), no column default."""
+def _rebuildable_key(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[str]:
+    """The table's primary key, if a copy made by `create table ... as select` and given that
+    key again is the same table (no other constraint than the key and its columns' NOT NULL,
+    no column default); else none."""
     constraints = con.execute("select constraint_type, constraint_column_names from duckdb_constraints() "
                               "where schema_name = ? and table_name = ? and database_name = current_database()",
                               [schema, name]).fetchall()
-    if any(kind not in ("PRIMARY KEY", "NOT NULL") or (kind == "NOT NULL" and not set(columns) <= set(key))
-           for kind, columns in constraints):
-        return False
+    key = next((list(columns) for kind, columns in constraints if kind == "PRIMARY KEY"), [])
+    if not key or any(kind not in ("PRIMARY KEY", "NOT NULL") or not set(columns) <= set(key)
+                      for kind, columns in constraints):
+        return []
     defaults = con.execute("select count(*) from duckdb_columns() where schema_name = ? and table_name = ? and "
                            "column_default is not null and database_name = current_database()",
                            [schema, name]).fetchall()[0][0]
-    return defaults == 0
+    return key if defaults == 0 else []
 
 
 def _rebuild_with(con: duckdb.DuckDBPyConnection, schema: str, name: str, key: list[str], source_sql: str,
@@ -244,15 +246,6 @@ def _rebuild_with(con: duckdb.DuckDBPyConnection, schema: str, name: str, key: l
         con.execute(f"comment on table {target} is {_literal(table_comment)}")
     for column, comment in column_comments:
         con.execute(f"comment on column {target}.{_quote(column)} is {_literal(comment)}")
-
-
-def _table_primary_key(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[str]:
-    """The primary key columns the table has in the warehouse (not its contract's: a table
-    made by an older release may have none)."""
-    rows = con.execute("select constraint_column_names from duckdb_constraints() where schema_name = ? and "
-                       "table_name = ? and constraint_type = 'PRIMARY KEY' and database_name = current_database()",
-                       [schema, name]).fetchall()
-    return list(rows[0][0]) if rows else []
 
 
 # --- pending rows of a whole-wave run ------------------------------------------------------

@@ -50,7 +50,7 @@ WILD_BOOTSTRAP_SEED = 20230113
 # those of one process): there the 28 fits take about 0.16 s in-line or on two forked
 # workers alike; at 617,347 children the forked workers take 37 s (in-line fits with forked
 # bootstraps took 83 s). Measured alternately on 2 cores, 2026-12-01.
-FORK_BOOTSTRAP_MIN_ROWS = 20_000
+FORK_FITS_MIN_ROWS = 20_000
 # design_matrix fills a buffer this many rows at a time (3 times as fast as a column at a time)
 DESIGN_FILL_ROWS = 8192
 
@@ -158,10 +158,17 @@ def robust_results(base, se_type: str, clusters: np.ndarray | None = None):
 
 def cluster_codes(sample: pl.DataFrame) -> np.ndarray:
     """Return each child's school as an integer code 0..G-1 (in sorted school order)."""
-    schools = sample[CLUSTER_COLUMN].cast(pl.String)
-    levels = schools.unique().sort()
-    codes = pl.DataFrame({CLUSTER_COLUMN: levels, "code": np.arange(len(levels), dtype=np.int64)})
-    return schools.to_frame().join(codes, on=CLUSTER_COLUMN, how="left", maintain_order="left")["code"].to_numpy()
+    return group_codes(sample[CLUSTER_COLUMN])
+
+
+def group_codes(values: pl.Series) -> np.ndarray:
+    """Integer codes 0..G-1 of a grouping column (sorted labels, as strings: the codes of
+    `np.unique(labels, return_inverse=True)`, from polars' dense rank, ten times as fast on
+    a large wave). A missing label is refused."""
+    labels = values.cast(pl.String)
+    if labels.null_count():
+        raise ValueError(f"{values.name}: {labels.null_count()} rows without a value cannot be grouped")
+    return (labels.rank("dense") - 1).cast(pl.Int64).to_numpy()
 
 
 @functools.lru_cache(maxsize=4)
@@ -370,11 +377,10 @@ class ModelNumbers:
     bootstrap: list[tuple[float, int, bool]]
 
 
-def fit_numbers(y: np.ndarray, X: np.ndarray, clusters: np.ndarray, spec: ModelSpec,
-                bootstrap: list[tuple[float, int, bool]] | None = None) -> ModelNumbers:
+def fit_numbers(y: np.ndarray, X: np.ndarray, clusters: np.ndarray, spec: ModelSpec) -> ModelNumbers:
     """Fit one model's design by OLS (statsmodels) under every SE type of SE_TYPES, with the
-    wild bootstrap p-values (`bootstrap`, when computed elsewhere). No polars: it runs in
-    forked workers. A rank-deficient design, or fewer than two schools, is refused."""
+    wild bootstrap p-values. No polars: it runs in forked workers. A rank-deficient design,
+    or fewer than two schools, is refused."""
     from statsmodels.regression.linear_model import OLS  # slow to import: only where fitted
 
     n_clusters = int(clusters.max()) + 1
@@ -390,8 +396,7 @@ def fit_numbers(y: np.ndarray, X: np.ndarray, clusters: np.ndarray, spec: ModelS
     if n_clusters < 2:
         raise ValueError(f"{spec.label}: clustered standard errors need at least two schools")
     results = {se_type: robust_results(base, se_type, clusters) for se_type in SE_TYPES}
-    if bootstrap is None:
-        bootstrap = wild_cluster_bootstrap_ps(y, X, clusters, cluster_design(X, clusters))
+    bootstrap = wild_cluster_bootstrap_ps(y, X, clusters, cluster_design(X, clusters))
     return ModelNumbers(
         n_obs=int(base.nobs), n_clusters=n_clusters, r_squared=float(base.rsquared),
         adj_r_squared=float(base.rsquared_adj), f_stat=float(base.fvalue), f_p_value=float(base.f_pvalue),
@@ -405,17 +410,15 @@ def fit_numbers(y: np.ndarray, X: np.ndarray, clusters: np.ndarray, spec: ModelS
     )
 
 
-def fit_model(sample: pl.DataFrame, spec: ModelSpec,
-              bootstrap: list[tuple[float, int, bool]] | None = None) -> FittedModel:
+def fit_model(sample: pl.DataFrame, spec: ModelSpec) -> FittedModel:
     """Fit one model by OLS; its coefficient rows cover every SE type in SE_TYPES.
 
     Each row is one term under one SE type, with estimate, std_error, t_value,
     p_value (t distribution), 95% ci_low/ci_high, stars (from p_value),
     wild_bootstrap_p (cluster_school rows only) and a note on the SE type.
-    `bootstrap`: `wild_cluster_bootstrap_ps` of this design, computed elsewhere.
     """
     y, X = design_matrix(sample, spec)
-    return fitted_model(sample, spec, fit_numbers(y, X, cluster_codes(sample), spec, bootstrap))
+    return fitted_model(sample, spec, fit_numbers(y, X, cluster_codes(sample), spec))
 
 
 def fitted_model(sample: pl.DataFrame, spec: ModelSpec, numbers: ModelNumbers) -> FittedModel:
@@ -472,7 +475,7 @@ def check_single_wave(sample: pl.DataFrame, wave: str) -> None:
 def fit_every_model(sample: pl.DataFrame, wave: str, workers: int | None = None) -> list[FittedModel]:
     """Fit every model of both specifications on one wave's analysis sample.
 
-    On a wave of FORK_BOOTSTRAP_MIN_ROWS children or more each model's numbers (`fit_numbers`:
+    On a wave of FORK_FITS_MIN_ROWS children or more each model's numbers (`fit_numbers`:
     the OLS fit, every SE type and the wild bootstrap, numpy and statsmodels) are computed on
     every core (forked workers, `workers` at a time, one BLAS thread each), each design built
     in its worker from the sample's columns (`design_columns`: polars stays in this process,
@@ -485,7 +488,7 @@ def fit_every_model(sample: pl.DataFrame, wave: str, workers: int | None = None)
     check_single_wave(sample, wave)
     specs = [spec for specification in SPECIFICATIONS for spec in model_specs(specification)]
     if workers is None:
-        workers = default_workers() if sample.height >= FORK_BOOTSTRAP_MIN_ROWS else 1
+        workers = default_workers() if sample.height >= FORK_FITS_MIN_ROWS else 1
     if workers <= 1:
         return [fit_model(sample, spec) for spec in specs]
     clusters = cluster_codes(sample)

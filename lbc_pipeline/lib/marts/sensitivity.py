@@ -45,6 +45,7 @@ from lbc_pipeline.lib.marts.models import (
     ModelSpec,
     cluster_design,
     design_matrix,
+    group_codes,
     model_specs,
     rademacher_weights,
     restricted_scores,
@@ -195,16 +196,6 @@ def wild_bootstrap_ps_by_sums(y: np.ndarray, X: np.ndarray, clusters: np.ndarray
     return out
 
 
-def codes(values: pl.Series) -> np.ndarray:
-    """Integer codes 0..G-1 of a grouping column (sorted labels, as strings: the codes of
-    `np.unique(labels, return_inverse=True)`, from polars' dense rank, ten times as fast on
-    a large wave). A missing label is refused."""
-    labels = values.cast(pl.String)
-    if labels.null_count():
-        raise ValueError(f"{values.name}: {labels.null_count()} rows without a value cannot be grouped")
-    return (labels.rank("dense") - 1).cast(pl.Int64).to_numpy()
-
-
 def school_dummies(sample: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
     """A 0/1 column per school except the first (sorted ids)."""
     schools = sorted(sample[SCHOOL_COLUMN].unique().to_list())
@@ -281,7 +272,7 @@ def school_fixed_effects_by_sums(sample: pl.DataFrame, spec: ModelSpec, wave: st
     the centred columns: the same singular values as the columns themselves, without an SVD
     of a long matrix per term)."""
     y, X = design if design is not None else design_matrix(sample, spec)
-    school = codes(sample[SCHOOL_COLUMN])
+    school = group_codes(sample[SCHOOL_COLUMN])
     g = int(school.max()) + 1
     counts = np.bincount(school, minlength=g).astype(float)
     x_means = _by_group(X, school, g) / counts[:, None]
@@ -344,7 +335,7 @@ def wild_bootstrap_rows(sample: pl.DataFrame, spec: ModelSpec, wave: str,
     (`p_values`: as `wild_bootstrap_ps` gives them, computed elsewhere; `design`: the model's
     `design_matrix`, when the caller has it)."""
     y, X = design if design is not None else design_matrix(sample, spec)
-    clusters = codes(sample[SCHOOL_COLUMN])
+    clusters = group_codes(sample[SCHOOL_COLUMN])
     g = int(clusters.max()) + 1
     direct = len(y) <= CLUSTER_DIRECT_MAX_ROWS
     beta, se = (cr1_standard_errors if direct else cr1_standard_errors_by_sums)(y, X, clusters)
@@ -492,7 +483,7 @@ def multilevel_rows(sample: pl.DataFrame, spec: ModelSpec, wave: str,
     """The model with a random intercept for class: coefficient rows and its ICC row (`fit`:
     `random_intercept_fit` of its design, computed elsewhere; `design`: its `design_matrix`)."""
     y, X = design if design is not None else design_matrix(sample, spec)
-    groups = codes(sample[CLASS_COLUMN])
+    groups = group_codes(sample[CLASS_COLUMN])
     fit = fit if fit is not None else random_intercept_fit((y, X, groups))
     k = X.shape[1]
     params, bse = fit.fe_params, fit.bse_fe
@@ -509,7 +500,7 @@ def multilevel_rows(sample: pl.DataFrame, spec: ModelSpec, wave: str,
 
 def empty_model_design(sample: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y = sample["depression"].cast(pl.Float64).to_numpy()
-    return y, np.ones((len(y), 1)), codes(sample[CLASS_COLUMN])
+    return y, np.ones((len(y), 1)), group_codes(sample[CLASS_COLUMN])
 
 
 def empty_model_icc(sample: pl.DataFrame, wave: str, fit: RandomInterceptFit | None = None) -> dict:
@@ -554,7 +545,7 @@ def clustering_sensitivity(sample: pl.DataFrame, wave: str) -> tuple[pl.DataFram
     # The random-intercept fits and the bootstrap p-values are independent numpy work: they
     # run on every core (forked workers), on arrays built here (polars stays in this process).
     specs = focal_specs()
-    schools, classes = codes(sample[SCHOOL_COLUMN]), codes(sample[CLASS_COLUMN])
+    schools, classes = group_codes(sample[SCHOOL_COLUMN]), group_codes(sample[CLASS_COLUMN])
     designs = [design_matrix(sample, spec) for spec in specs]
     tasks = [("multilevel", empty_model_design(sample))]
     tasks += [("multilevel", (y, X, classes)) for y, X in designs]

@@ -65,7 +65,7 @@ def test_the_waves_rows_become_the_sources_in_order_after_the_other_waves(con, t
 
 def test_a_rebuilt_table_keeps_its_key_and_comments(con):
     replace_rows(con, "s", "keyed", "select * from src where wave = ?", ["2019"], "2019")
-    assert warehouse._table_primary_key(con, "s", "keyed") == ["wave", "qid"]
+    assert warehouse._rebuildable_key(con, "s", "keyed") == ["wave", "qid"]
     assert con.execute("select comment from duckdb_tables() where table_name = 'keyed'").fetchall() == [
         ("one row per wave x questionnaire",)]
     assert con.execute("select column_name, comment from duckdb_columns() where table_name = 'keyed' "
@@ -118,6 +118,8 @@ def test_a_key_twice_in_the_source_is_refused_by_a_keyed_table_and_nothing_chang
     assert _rows(con, table) == before
 
 
-def test_the_key_read_is_the_tables_own(con):
-    assert warehouse._table_primary_key(con, "s", "keyed") == ["wave", "qid"]
-    assert warehouse._table_primary_key(con, "s", "plain") == []
+def test_the_key_read_is_the_tables_own_and_only_where_a_copy_keeps_the_table(con):
+    assert warehouse._rebuildable_key(con, "s", "keyed") == ["wave", "qid"]
+    assert warehouse._rebuildable_key(con, "s", "plain") == []  # no key
+    con.execute("create table s.not_null (wave varchar, qid varchar, note varchar not null, primary key (wave, qid))")
+    assert warehouse._rebuildable_key(con, "s", "not_null") == []  # a NOT NULL off the key would be lost

@@ -80,3 +80,17 @@ def test_cluster_hessians_are_each_schools_cross_products():
 )
 def test_cluster_codes_follow_the_sorted_school_ids(schools, codes):
     assert models.cluster_codes(pl.DataFrame({"school_id": schools})).tolist() == codes
+
+
+def test_group_codes_are_numpys_unique_codes_of_the_labels_as_strings():
+    rng = np.random.default_rng(3)
+    labels = ["S1", "S10", "S2", "s1", "S1/10", "S1/2", "", "Ä-1", "학교-3", "z"]
+    for values in (pl.Series("class_key", rng.choice(labels, 5000)), pl.Series("school_id", rng.integers(0, 40, 5000))):
+        expected = np.unique(values.cast(pl.String).to_numpy(), return_inverse=True)[1]
+        got = models.group_codes(values)
+        assert got.dtype == np.int64 and np.array_equal(got, expected)
+
+
+def test_group_codes_refuse_a_missing_label():
+    with pytest.raises(ValueError, match="class_key: 1 rows without a value"):
+        models.group_codes(pl.Series("class_key", ["a", None, "b"]))

@@ -61,7 +61,7 @@ def test_wild_bootstrap_p_equals_a_brute_force_refit_of_every_pattern(kind):
     sample = clustered_sample(120, seed=4)
     spec = sensitivity.focal_specs()[0]  # Table 2 Model 2
     y, X = models.design_matrix(sample, spec)
-    clusters = sensitivity.codes(sample["school_id"])
+    clusters = models.group_codes(sample["school_id"])
     weights = (models.rademacher_weights(4) if kind == "rademacher" else sensitivity.webb_weights(4))[0]
     if kind == "webb":
         weights = weights[:, ::7]  # every 7th pattern keeps the refit loop short
@@ -185,7 +185,7 @@ def test_school_fixed_effects_by_sums_leave_out_the_same_terms():
 def test_wild_bootstrap_by_sums_equals_the_refitting_form(n_schools):
     sample = many_school_sample(n=400, n_schools=n_schools)
     y, X = models.design_matrix(sample, sensitivity.focal_specs()[1])
-    clusters = sensitivity.codes(sample["school_id"])
+    clusters = models.group_codes(sample["school_id"])
     assert sensitivity.wild_bootstrap_ps_by_sums(y, X, clusters) == sensitivity.wild_bootstrap_ps(y, X, clusters)
     beta, se = sensitivity.cr1_standard_errors(y, X, clusters)
     beta2, se2 = sensitivity.cr1_standard_errors_by_sums(y, X, clusters)
@@ -196,7 +196,7 @@ def test_wild_bootstrap_by_sums_equals_the_refitting_form(n_schools):
 def test_random_intercept_by_sums_equals_mixedlm(class_sd, spec_index):
     sample = many_school_sample(class_sd=class_sd)
     y, X = models.design_matrix(sample, sensitivity.focal_specs()[spec_index])
-    groups = sensitivity.codes(sample["class_key"])
+    groups = models.group_codes(sample["class_key"])
     result, caught = sensitivity.fit_random_intercept(y, X, groups)
     fit = sensitivity.random_intercept_fit_by_sums(y, X, groups)
     between, within, icc = sensitivity.icc(result)
@@ -239,20 +239,6 @@ def test_clustering_sensitivity_above_the_direct_limit_uses_the_sums(monkeypatch
     assert direct[0].filter(wild)["p_value"].equals(by_sums[0].filter(wild)["p_value"])
     notes = by_sums[0].filter(pl.col("analysis") == "multilevel_class")["note"]
     assert notes.str.contains("per-class sums").all()
-
-
-def test_codes_are_numpys_unique_codes_of_the_labels_as_strings():
-    rng = np.random.default_rng(3)
-    labels = ["S1", "S10", "S2", "s1", "S1/10", "S1/2", "", "Ä-1", "학교-3", "z"]
-    for values in (pl.Series("class_key", rng.choice(labels, 5000)), pl.Series("school_id", rng.integers(0, 40, 5000))):
-        expected = np.unique(values.cast(pl.String).to_numpy(), return_inverse=True)[1]
-        got = sensitivity.codes(values)
-        assert got.dtype == np.int64 and np.array_equal(got, expected)
-
-
-def test_codes_refuse_a_missing_label():
-    with pytest.raises(ValueError, match="class_key: 1 rows without a value"):
-        sensitivity.codes(pl.Series("class_key", ["a", None, "b"]))
 
 
 @pytest.mark.parametrize("case", ["full", "collinear", "constant", "nearly collinear"])
