@@ -2,13 +2,15 @@
 
     lbc run                    every wave under data/raw (the reference wave by default)
     lbc run --wave 2019        one wave
-    lbc flow                   the sample flow of every wave in the warehouse
+    lbc flow                   the sample flow of every published wave
+    lbc status                 each wave: published (run, time) or not, and why not
     lbc replication            the replication summary and the hypothesis verdicts
     lbc calibration            the calibration report of the synthetic reference wave
     lbc generate ...           write a synthetic wave (see `lbc generate --help`)
 """
 
 import argparse
+import datetime as dt
 import os
 import sys
 import time
@@ -105,15 +107,17 @@ def run_waves(waves: list[str] | None = None, log_level: str | None = None) -> R
     from lbc_pipeline.lib.messages import explain_failure, preflight
 
     _dagster_home()
-    scan = config.scan_waves()
-    for reason in scan.problems.values():
-        print(f"[lbc] skipped a wave folder: {reason}", file=sys.stderr, flush=True)
-    manifests = scan.manifests
-    known = {m.wave: m for m in manifests}
+    scans = [config.scan_waves(root) for root in (config.raw_dir(), config.incoming_dir())]
+    for scan in scans:
+        for reason in scan.problems.values():
+            print(f"[lbc] skipped a wave folder: {reason}", file=sys.stderr, flush=True)
+    # data/raw's waves by default; a wave delivered to data/incoming (the sensor's) by its id
+    manifests = scans[0].manifests
+    known = {m.wave: m for scan in scans for m in scan.manifests}
     missing = [w for w in waves or [] if w not in known]
     if missing:
-        print(f"lbc run: no wave folder under {config.raw_dir()} for: {', '.join(missing)} "
-              f"(waves there: {', '.join(config.wave_order(manifests)) or 'none'})", file=sys.stderr)
+        print(f"lbc run: no wave folder under {config.raw_dir()} or {config.incoming_dir()} for: "
+              f"{', '.join(missing)} (waves there: {', '.join(sorted(known)) or 'none'})", file=sys.stderr)
         return RunSummary(2)
     selected = waves or config.wave_order(manifests)
     if not selected:
@@ -123,6 +127,12 @@ def run_waves(waves: list[str] | None = None, log_level: str | None = None) -> R
     if problem:
         print(f"[lbc] cannot start: {problem}", file=sys.stderr, flush=True)
         return RunSummary(1)
+    from lbc_pipeline.lib.io import publish
+
+    with publish.publication_lock():  # what a killed publication committed is finished first
+        if publish.heal(config.data_dir()):
+            print("[lbc] the serving file was rebuilt from the committed releases (a publication had been "
+                  "interrupted)", flush=True)
     from lbc_pipeline.lib.quality import gx_worker
 
     gx_worker.prestart()  # great-expectations imports and warms up in its worker while Dagster loads
@@ -176,7 +186,9 @@ def run_waves(waves: list[str] | None = None, log_level: str | None = None) -> R
         if not ok:
             failed.append("cross_wave")
     print_flow(selected)
-    print(f"\nOutputs:\n  warehouse  {config.duckdb_path()}\n  artifacts  {config.data_dir() / 'artifacts'}\n"
+    print_status(selected)
+    print(f"\nOutputs:\n  warehouse  {config.duckdb_path()} (published waves; open it read-only)\n"
+          f"  artifacts  {config.data_dir() / 'artifacts'}\n"
           f"  reports    {config.data_dir() / 'reports'}\n  Dagster    DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
           " (open with: dagster dev -w workspace.yaml)")
     summary.code = 1 if failed else 0
@@ -226,6 +238,23 @@ def _print_event(event, checks: dict, failures: list, where: str) -> None:
         if "row" in message or "wave.yaml" in message or "column" in message:
             print("    -> correct the delivery (file, row and column above) and run the wave again; "
                   "the warehouse still holds the previous complete version", flush=True)
+
+
+def _not_published(waves: list[str]) -> int:
+    """`lbc flow` of waves the serving file does not hold: say where they stand instead."""
+    from lbc_pipeline.lib.io.status import describe, wave_statuses
+
+    statuses = {s.wave: s for s in wave_statuses()}
+    if not waves:
+        print(f"no published wave in {config.duckdb_path()}: run `lbc run` first", file=sys.stderr)
+        return 2
+    for wave in waves:
+        if wave in statuses:
+            print(describe(statuses[wave]), file=sys.stderr)
+        else:
+            print(f"unknown wave {wave!r}: no delivery, working database or publication holds it "
+                  f"(known: {', '.join(statuses) or 'none'})", file=sys.stderr)
+    return 2
 
 
 def flow_waves() -> list[str] | None:
@@ -312,15 +341,58 @@ def print_replication(waves: list[str] | None = None) -> int:
     return 0
 
 
+def _last_runs() -> dict[str, tuple[str, str]]:
+    """wave -> (run id, status and time) of its latest main-job run in this Dagster instance
+    (none without an instance)."""
+    home = os.environ.get("DAGSTER_HOME") or str(config.PROJECT_ROOT / ".dagster_home")
+    if not (Path(home) / "dagster.yaml").exists():
+        return {}
+    os.environ["DAGSTER_HOME"] = home
+    from dagster import DagsterInstance, RunsFilter
+
+    out = {}
+    with DagsterInstance.get() as instance:
+        for record in instance.get_run_records(RunsFilter(job_name="lbc_main_job"), limit=500):
+            run = record.dagster_run
+            wave = run.tags.get("dagster/partition")
+            if wave and wave not in out:
+                when = record.end_time or record.start_time
+                at = f" at {dt.datetime.fromtimestamp(when, dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC" if when else ""
+                out[wave] = (run.run_id, f"{run.status.value}{at}")
+    return out
+
+
+def print_status(waves: list[str] | None = None) -> int:
+    """Print each wave's publication state (exit 2 for an unknown wave)."""
+    from lbc_pipeline.lib.io.status import describe, wave_statuses
+
+    statuses = wave_statuses()
+    known = [s.wave for s in statuses]
+    _check_waves(waves, known, "the deliveries, working databases and releases")
+    try:
+        runs = _last_runs()
+    except Exception:  # an instance that cannot be read: the publication state still stands
+        runs = {}
+    print("\nPublication state (lbc status):")
+    for status in statuses:
+        if waves and status.wave not in waves:
+            continue
+        print(describe(status, runs.get(status.wave)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lbc", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,flow,replication,calibration,generate}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{run,flow,status,replication,calibration,generate}")
     run = sub.add_parser("run", help="materialise every asset and check for each wave under data/raw")
     run.add_argument("--wave", action="append", help="only this wave (repeatable)")
     run.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
                      help="also print Dagster's own log at this level (default: only the step lines)")
     flow = sub.add_parser("flow", help="print the sample flow from the warehouse")
     flow.add_argument("--wave", action="append", help="only this wave (repeatable)")
+    status = sub.add_parser("status", help="each wave: published (run, time) or not, and why not")
+    status.add_argument("--wave", action="append", help="only this wave (repeatable)")
     replication = sub.add_parser("replication", help="print the replication summary and hypotheses")
     replication.add_argument("--wave", action="append", help="only this wave (repeatable)")
     sub.add_parser("calibration", help="print the calibration report of the synthetic reference wave's state")
@@ -341,13 +413,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return run_waves(args.wave, args.log_level).code
         if args.command == "flow":
-            known = flow_waves()
-            if known is None:
-                print(f"no sample flow in {config.duckdb_path()}: run `lbc run` first", file=sys.stderr)
-                return 2
-            _check_waves(args.wave, known, "analysis.sample_flow")
+            known = flow_waves() or []
+            unpublished = [w for w in args.wave or [] if w not in known]
+            if unpublished or (not known and not args.wave):
+                return _not_published(unpublished)
             print_flow(args.wave)
             return 0
+        if args.command == "status":
+            return print_status(args.wave)
         if args.command == "replication":
             return print_replication(args.wave)
         if args.command == "calibration":

@@ -40,26 +40,60 @@ def incoming_dir() -> Path:
 
 
 def duckdb_path() -> Path:
-    """The warehouse (`LBC_DUCKDB_PATH`, default `data/warehouse/lbc.duckdb`)."""
+    """The serving warehouse (`LBC_DUCKDB_PATH`, default `data/warehouse/lbc.duckdb`): the
+    published waves only, without the raw layer or any personal value. The pipeline never
+    opens it for writing; each publication builds a new file and renames it over this one
+    (lib/io/publish.py), so readers in any tool never block a run."""
     return Path(os.environ.get("LBC_DUCKDB_PATH", data_dir() / "warehouse" / "lbc.duckdb"))
 
 
-VERSIONS_DIR = ".versions"  # data/<kind>/.versions/<wave>/<run>: one run's files (lib/io/publish.py)
+def releases_dir() -> Path:
+    """The published part of each wave, one DuckDB file per wave (`waves/<wave>.duckdb`, and
+    the cross-wave marts' `cross_wave.duckdb`), from which every serving file is built; beside
+    the serving file (public tier: no raw layer, no personal value)."""
+    return duckdb_path().parent / ".releases"
 
 
-def artifacts_dir(wave: str, run: str | None = None) -> Path:
+def restricted_dir() -> Path:
+    """The restricted tier (`LBC_RESTRICTED_DIR`, default `data/restricted`, mode 0700): each
+    wave's working database with its raw layer and personal data, its working files, and the
+    personal values the privacy check searches the serving file for."""
+    return Path(os.environ.get("LBC_RESTRICTED_DIR", data_dir() / "restricted"))
+
+
+def working_dir(wave: str) -> Path:
+    """The wave's working folder in the restricted tier: `work.duckdb` (every layer of the
+    wave, raw included), `artifacts/` and `reports/` (the files its runs write before
+    publication) and `personal_values.parquet`."""
+    return restricted_dir() / "waves" / wave
+
+
+def working_path(wave: str) -> Path:
+    """The working database of one wave."""
+    return working_dir(wave) / "work.duckdb"
+
+
+def cross_wave_working_path() -> Path:
+    """The working database of the cross-wave marts (outside `waves/`: any name is a wave id)."""
+    return restricted_dir() / "cross_wave" / "work.duckdb"
+
+
+VERSIONS_DIR = ".versions"  # data/<kind>/.versions/<wave>/<run>: one publication's files (lib/io/publish.py)
+
+
+def artifacts_dir(wave: str, working: bool = False) -> Path:
     """Fitted-model files of one wave: the published version (a link to the live version
-    folder), or, with `run`, the folder that run writes before it publishes."""
-    return _files_dir("artifacts", wave, run)
+    folder), or, with `working`, the wave's working folder that runs write into."""
+    return _files_dir("artifacts", wave, working)
 
 
-def reports_dir(wave: str, run: str | None = None) -> Path:
-    """Publication tables and the HTML report of one wave (published, or `run`'s own)."""
-    return _files_dir("reports", wave, run)
+def reports_dir(wave: str, working: bool = False) -> Path:
+    """Publication tables and the HTML report of one wave (published, or the working copy)."""
+    return _files_dir("reports", wave, working)
 
 
-def _files_dir(kind: str, wave: str, run: str | None) -> Path:
-    return data_dir() / kind / VERSIONS_DIR / wave / run if run else data_dir() / kind / wave
+def _files_dir(kind: str, wave: str, working: bool) -> Path:
+    return working_dir(wave) / kind if working else data_dir() / kind / wave
 
 
 def pseudonym_key_path() -> Path:

@@ -1,4 +1,5 @@
-"""Resources: the DuckDB warehouse (one writer at a time) and the data-quality thresholds."""
+"""Resources: the working databases of the waves (one writer per wave) and the data-quality
+thresholds."""
 
 from contextlib import contextmanager
 from pathlib import Path
@@ -8,18 +9,21 @@ from dagster._utils.backoff import backoff
 from dagster import AssetKey, ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
-from lbc_pipeline.config import duckdb_path
+from lbc_pipeline.config import cross_wave_working_path, working_path
 from lbc_pipeline.lib.quality.outcome import QualitySettings
 
 MAIN_JOB = "lbc_main_job"
 PUBLISH_KEY = AssetKey(["publish", "wave_versions"])
 
 
+PARTITION_TAG = "dagster/partition"
+
+
 def publishing_run(run) -> str | None:
-    """The run's id when it publishes a wave as a unit (the main job, or any selection that
-    includes the publish step): its wave tables are then written pending and its files into
-    a version folder of its own, until its publish step. None for other runs (a subset
-    materialised in the UI replaces just those assets' rows, in place)."""
+    """The run's id when it publishes a wave (the main job, or any selection that includes
+    the publish step). A run of the whole main job also starts the wave's working state
+    anew (lib/io/working.py); other runs change just the assets they materialise in the
+    working database, which consumers see once a publish step publishes it."""
     if run is None:
         return None
     selection = run.asset_selection
@@ -28,35 +32,38 @@ def publishing_run(run) -> str | None:
     return run.run_id if PUBLISH_KEY in selection else None
 
 
-class WarehouseResource(ConfigurableResource):
-    """The DuckDB warehouse, with its writers serialised across runs and processes.
+def whole_wave_run(run) -> bool:
+    """Whether the run materialises the whole of a wave (the main job, no subset)."""
+    return run is not None and run.job_name == MAIN_JOB and not run.asset_selection
 
-    DuckDB allows one read-write connection per file: every step that connects first takes an
-    exclusive lock on `<database>.lock`, so concurrent runs (the sensor's, the schedule's,
-    several waves at once) take turns step by step instead of failing on the file lock.
-    Within a run the database is opened once and kept open between steps, and let go as soon
-    as another process waits for the lock (`lib/io/warehouse.KeptWarehouse`); the end of the
-    run closes it.
-    With `database` left empty the path is resolved when a step connects, from
-    `LBC_DUCKDB_PATH` (default data/warehouse/lbc.duckdb), so one loaded code location can
-    serve several warehouses. Connections are closed even when a step fails. A DuckDB CLI or
-    notebook holding the file read-write still blocks runs (connection retries, then a clear
-    failure): analysts should open it read-only.
+
+class WarehouseResource(ConfigurableResource):
+    """The working database of the run's wave (`data/restricted/waves/<wave>/work.duckdb`;
+    the cross-wave marts' own for an unpartitioned run), one writer at a time per wave.
+
+    Each wave is built in a database of its own, so runs of different waves share no lock
+    and run side by side; runs of the same wave take turns step by step on an OS lock on
+    `<database>.lock`. Within a run the database is opened once and kept open between
+    steps, let go as soon as another process waits for it (`lib/io/warehouse.KeptWarehouse`);
+    the end of the run closes it. Consumers never open these files: they read the serving
+    file that the publish step builds (lib/io/publish.py). `database` set: every connection
+    goes to that file instead (tests, one-off tools).
     """
 
-    database: str = Field(default="", description="Path of the DuckDB file; empty = LBC_DUCKDB_PATH or data/warehouse/lbc.duckdb")
+    database: str = Field(default="", description="Path of a DuckDB file for every connection; empty = the run's wave's working database")
     connection_config: dict[str, Any] = Field(default={}, description="DuckDB configuration options of every connection")
-    lock_timeout_s: float = Field(default=1800.0, description="How long a step waits for another run's connection to end")
-    _pending_run: str | None = PrivateAttr(default=None)
+    lock_timeout_s: float = Field(default=1800.0, description="How long a step waits for another run of the same wave")
+    _wave: str | None = PrivateAttr(default=None)
+    _whole_run: str | None = PrivateAttr(default=None)  # a run of the whole wave, until its state is started
     _in_run: bool = PrivateAttr(default=False)
     _kept: Any = PrivateAttr(default=None)  # lib.io.warehouse.KeptWarehouse, within a run
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        # In a run that publishes a wave, every connection writes and reads that run's
-        # pending rows (lib/io/publish.py): consumers never see a partial wave.
-        self._pending_run = publishing_run(context.run)
-        # Within a run (or a step process) the warehouse is opened once and kept between
-        # steps, let go whenever another process waits for it (KeptWarehouse).
+        run = context.run
+        self._wave = run.tags.get(PARTITION_TAG) if run is not None else None
+        self._whole_run = run.run_id if whole_wave_run(run) and self._wave else None
+        # Within a run (or a step process) the working database is opened once and kept
+        # between steps, let go whenever another process waits for it (KeptWarehouse).
         self._in_run, self._kept = True, None
         # a run worker's events to a SQLite instance (lbc_pipeline/instance_sqlite.py)
         from lbc_pipeline import instance_sqlite
@@ -67,10 +74,16 @@ class WarehouseResource(ConfigurableResource):
         self.release()
 
     def release(self) -> None:
-        """Let go of the warehouse this run kept open (nothing if it keeps none)."""
+        """Let go of the database this run kept open (nothing if it keeps none)."""
         kept, self._kept = self._kept, None
         if kept is not None:
             kept.close()
+
+    def path(self) -> Path:
+        """The database this resource's connections open."""
+        if self.database:
+            return Path(self.database)
+        return working_path(self._wave) if self._wave else cross_wave_working_path()
 
     def _open(self, path: Path):
         import duckdb
@@ -84,7 +97,7 @@ class WarehouseResource(ConfigurableResource):
 
     @contextmanager
     def _connection(self, path: Path):
-        """A connection to the warehouse at `path`, taken in turn with other processes: from
+        """A connection to the database at `path`, taken in turn with other processes: from
         the database this run keeps open, or (outside a run) opened and closed here."""
         from lbc_pipeline.lib.io.warehouse import KeptWarehouse, exclusive_file_lock, lock_path
 
@@ -105,15 +118,19 @@ class WarehouseResource(ConfigurableResource):
 
     @contextmanager
     def get_connection(self):
-        # duckdb (and the warehouse module, which imports polars) are loaded by the steps
-        # that connect, not with the Definitions
-        from lbc_pipeline.lib.io.warehouse import set_pending_run
+        # duckdb is loaded by the steps that connect, not with the Definitions
+        from lbc_pipeline.lib.io.publish import ensure_restricted
 
-        path = Path(self.database) if self.database else duckdb_path()
+        path = self.path()
+        if not self.database:
+            ensure_restricted()
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connection(path) as con:
-            if self._pending_run:
-                set_pending_run(con, self._pending_run)
+            if self._whole_run and not self.database:
+                from lbc_pipeline.lib.io.publish import start_working_state
+
+                start_working_state(con, self._wave, self._whole_run)  # a no-op after the run's first
+                self._whole_run = None
             yield con
 
 

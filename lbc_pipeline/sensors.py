@@ -6,7 +6,8 @@ A delivery is a wave folder dropped into `data/incoming/` (configurable with
 partition and requests a run. The cursor keeps each wave's file digests: the same files
 again request nothing; changed files request a new run whose tags record what changed. A
 refused delivery is skipped with its reason, nothing is registered, one row goes to
-`raw.rejected_files` (once per version of its files, remembered in the cursor under
+`raw.rejected_files` of the wave's working database (restricted tier; once per version of
+its files, remembered in the cursor under
 `.rejected`) and the other folders are handled as usual: one unreadable folder never fails
 the tick. The files are read in place and never changed.
 """
@@ -33,7 +34,7 @@ from dagster import (
 )
 
 from lbc_pipeline.assets import wave_partitions
-from lbc_pipeline.config import duckdb_path, incoming_dir, read_manifest, wave_folder
+from lbc_pipeline.config import incoming_dir, read_manifest, wave_folder, working_path
 from lbc_pipeline.jobs import cross_wave_job, main_job
 
 if TYPE_CHECKING:  # the reading modules (polars, duckdb) load when a tick runs, not with the Definitions
@@ -110,22 +111,27 @@ def _safe_digests(folder: Path) -> dict[str, str]:
 
 
 def record_refusals(rejected: "list[tuple[str, RawFileError, dict[str, str]]]", log) -> None:
-    """One row per newly refused delivery in `raw.rejected_files` (a short wait for the lock;
-    when the warehouse is busy the refusal is logged and recorded at the next change)."""
+    """One row per newly refused delivery in `raw.rejected_files` of the wave's working
+    database (a short wait for its lock; when a run of that wave holds it the refusal is
+    logged and recorded at the next change)."""
     if not rejected:
         return
+    from lbc_pipeline.lib.io.publish import ensure_restricted
     from lbc_pipeline.lib.io.warehouse import connect, exclusive_file_lock, lock_path
     from lbc_pipeline.lib.raw.loading import record_rejection
 
     at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    try:
-        duckdb_path().parent.mkdir(parents=True, exist_ok=True)
-        with exclusive_file_lock(lock_path(duckdb_path()), timeout_s=10.0):
-            with connect(duckdb_path()) as con:
-                for folder, error, _ in rejected:
-                    record_rejection(con, _wave_of(folder), error, at)
-    except Exception as exc:  # the refusal is still in the skip reason and the log
-        log.warning(f"could not record {len(rejected)} refused deliveries in raw.rejected_files: {exc}")
+    for folder, error, _ in rejected:
+        wave = _wave_of(folder)
+        try:
+            ensure_restricted()
+            path = working_path(wave)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with exclusive_file_lock(lock_path(path), timeout_s=10.0):
+                with connect(path) as con:
+                    record_rejection(con, wave, error, at)
+        except Exception as exc:  # the refusal is still in the skip reason and the log
+            log.warning(f"could not record the refused delivery {folder} in raw.rejected_files: {exc}")
 
 
 def _wave_of(folder_name: str) -> str:

@@ -195,3 +195,38 @@ def with_conventions(spec: AssetSpec, module: str) -> AssetSpec:
         code_version=spec.code_version or code_version("lib", f"assets/{module}.py"),
         metadata=metadata,
     )
+
+
+# The pages a user opens to learn whether a wave is published: each gets an observation per
+# publication and per blocked run, with the run and, when blocked, the reason in words.
+PUBLICATION_PAGES = ("analysis.analytic_sample", "marts.model_coefficients", "marts.report", "publish.wave_versions")
+
+
+def _observe(context, wave: str, metadata: dict) -> None:
+    from dagster import AssetObservation
+
+    for page in PUBLICATION_PAGES:
+        context.log_event(AssetObservation(asset_key=key_of(page), partition=wave, metadata=metadata,
+                                           description=metadata["status"].value))
+
+
+def record_unpublished(context, wave: str, message: str) -> None:
+    """Say on the publication pages that this run of `wave` was stopped and is not published."""
+    _observe(context, wave, {
+        "status": MetadataValue.text(f"NOT PUBLISHED: {message}"),
+        "published": MetadataValue.bool(False),
+        "run_id": MetadataValue.text(context.run_id),
+        "reason": MetadataValue.text(message),
+        "retry": MetadataValue.text(f"lbc run --wave {wave}  (or Materialize all, partition {wave}, in the UI)"),
+    })
+
+
+def record_published(context, wave: str, publication, serving: Path) -> None:
+    """Say on the publication pages which run's output consumers now see for `wave`."""
+    _observe(context, wave, {
+        "status": MetadataValue.text(f"published: run {publication.run_id} at {publication.published_at:%Y-%m-%d %H:%M:%S} UTC"),
+        "published": MetadataValue.bool(True),
+        "run_id": MetadataValue.text(publication.run_id),
+        "published_at": MetadataValue.text(f"{publication.published_at:%Y-%m-%d %H:%M:%S} UTC"),
+        "serving_file": MetadataValue.path(str(serving)),
+    })

@@ -7,9 +7,13 @@ built; WARN checks report. Their outcomes are also written to `analysis.check_re
 which the report and `lbc replication` state.
 """
 
-from dagster import AssetCheckSpec, AssetExecutionContext, MetadataValue, multi_asset
+from dagster import AssetCheckSpec, AssetExecutionContext, Failure, MetadataValue, multi_asset
 
-from lbc_pipeline.assets._common import check_result, key_of, materialized, selected_tables, table_spec
+from lbc_pipeline.assets import wave_partitions
+from lbc_pipeline.assets._common import (
+    check_result, key_of, materialized, record_unpublished, selected_tables, table_spec,
+)
+from lbc_pipeline.lib.quality.outcome import ERROR
 from lbc_pipeline.config import read_manifest, wave_folder
 from lbc_pipeline.resources import QualityConfig, WarehouseResource
 
@@ -17,17 +21,17 @@ _CODE = ("lib/analysis", "lib/quality", "lib/io", "assets/analysis.py")
 _KINDS = ["duckdb", "polars", "pandera"]
 
 QUALITY_CHECKS = [
-    AssetCheckSpec("sample_flow_conservation", asset=key_of("analysis.sample_flow"), blocking=True,
+    AssetCheckSpec("sample_flow_conservation", partitions_def=wave_partitions, asset=key_of("analysis.sample_flow"), blocking=True,
                    description="Every step conserves questionnaires (n_before = n_excluded + n_after) and every returned questionnaire is analysed or has a reason."),
-    AssetCheckSpec("sample_flow_expected_counts", asset=key_of("analysis.sample_flow"), blocking=True,
+    AssetCheckSpec("sample_flow_expected_counts", partitions_def=wave_partitions, asset=key_of("analysis.sample_flow"), blocking=True,
                    description="The flow's counts equal the wave manifest's expected counts (ERROR); without expectations, a WARN report."),
-    AssetCheckSpec("analytic_sample_expectations", asset=key_of("analysis.analytic_sample"), blocking=True,
+    AssetCheckSpec("analytic_sample_expectations", partitions_def=wave_partitions, asset=key_of("analysis.analytic_sample"), blocking=True,
                    description="great-expectations suite on the analysis sample: types, ranges (from its contract), non-null, unique keys, migration groups and their sizes."),
-    AssetCheckSpec("fieldwork_window", asset=key_of("analysis.sample_flow"),
+    AssetCheckSpec("fieldwork_window", partitions_def=wave_partitions, asset=key_of("analysis.sample_flow"),
                    description="WARN when the wave has no fieldwork window, so survey dates were not checked against it."),
-    AssetCheckSpec("exclusion_shares", asset=key_of("analysis.exclusions"),
+    AssetCheckSpec("exclusion_shares", partitions_def=wave_partitions, asset=key_of("analysis.exclusions"),
                    description="WARN when one exclusion reason removes more than the configured share of valid questionnaires."),
-    AssetCheckSpec("differential_attrition", asset=key_of("analysis.exclusions"),
+    AssetCheckSpec("differential_attrition", partitions_def=wave_partitions, asset=key_of("analysis.exclusions"),
                    description="WARN when excluded and analysed valid children differ by school, gender, grade or migration group (chi-square tests)."),
 ]
 
@@ -90,6 +94,16 @@ def build_analysis(context: AssetExecutionContext, duckdb: WarehouseResource, qu
         replace_wave(con, checks, wave)
         create_views(con, ("staging", "analysis"))
     tables.update(checks)
+    blocked = [(name, outcome) for name, _, outcome in outcomes if outcome.severity == ERROR and not outcome.passed]
+    if blocked:
+        # The wave stops here: its check results are recorded (UI, analysis.check_results in
+        # the working database), no table of it is shown as a healthy materialisation, and
+        # the pages a user opens say why it is not published.
+        for name, asset, outcome in outcomes:
+            yield check_result(outcome, name, asset)
+        message = blocked_message(wave, blocked)
+        record_unpublished(context, wave, message)
+        raise Failure(description=message, metadata={"wave": wave, "blocking_checks": ", ".join(n for n, _ in blocked)})
     for table, frame in tables.items():
         extra = {}
         if table == "analysis.sample_flow":
@@ -106,6 +120,13 @@ def build_analysis(context: AssetExecutionContext, duckdb: WarehouseResource, qu
 
 
 GX_CHECK = "analytic_sample_expectations"
+
+
+def blocked_message(wave: str, blocked) -> str:
+    """The one-line reason a wave stops at its blocking checks, in words."""
+    reasons = "; ".join(f"{name}: {outcome.description}" for name, outcome in blocked)
+    return (f"wave {wave} is not published: blocking check {reasons}. Consumers keep the wave's previous "
+            f"publication, if any; fix the delivery (or the threshold) and run `lbc run --wave {wave}` again")
 
 
 def gx_check_in_run(context: AssetExecutionContext) -> bool:

@@ -8,7 +8,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, mul
 from lbc_pipeline.assets._common import file_spec, key_of, materialized, selected_tables, table_spec
 from lbc_pipeline.config import REFERENCE_DIR, artifacts_dir, read_manifest, reports_dir, wave_folder
 from lbc_pipeline.study import load_study
-from lbc_pipeline.resources import WarehouseResource, publishing_run
+from lbc_pipeline.resources import WarehouseResource
 
 _SAMPLE = ["analysis.analytic_sample"]
 _FITS = ["marts.model_coefficients", "marts.model_fit"]
@@ -38,7 +38,7 @@ def fit_models(context: AssetExecutionContext, duckdb: WarehouseResource):
         sample = read_wave(con, "analysis.analytic_sample", wave)
     fitted = models.fit_every_model(sample, wave)
     coefficients, fit = models.model_frames(fitted, wave)
-    folder = artifacts_dir(wave, publishing_run(context.run))
+    folder = artifacts_dir(wave, working=True)
     folder.mkdir(parents=True, exist_ok=True)
     digest = models.sample_sha256(sample)
     for model in fitted:
@@ -135,7 +135,7 @@ def publish(context: AssetExecutionContext, duckdb: WarehouseResource):
             "marts.model_fit", "marts.replication", "marts.hypotheses")}
         checks = read_wave(con, "analysis.check_results", wave) if has_table(con, "analysis.check_results") else None
         extra = sensitivity_sections.read_sensitivity_marts(con, wave)
-    folder = reports_dir(wave, publishing_run(context.run))
+    folder = reports_dir(wave, working=True)
     if "marts.publication_tables" in selected:
         study = load_study()
         built = {}

@@ -27,7 +27,7 @@ from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import table_metadata
 from lbc_pipeline.config import read_manifest, reports_dir, wave_folder
 from lbc_pipeline.lib.qualitative.tables import RAW_TABLES, STAGING_TABLES
-from lbc_pipeline.resources import WarehouseResource, publishing_run
+from lbc_pipeline.resources import WarehouseResource
 
 # The domain modules (pandera, polars, duckdb) are imported in the step bodies: loading the
 # Definitions does not need them.
@@ -88,7 +88,7 @@ def load_interviews(context: AssetExecutionContext, duckdb: WarehouseResource):
         _spec("staging.interview_segments", "One row per coded segment that passed every rule, excerpt redacted.", _RAW + _SURVEY_RAW),
         _spec("staging.interview_quarantine", "One row per delivered row x rule it breaks (consent, codes, informant codes, durations, ...).", _RAW + _SURVEY_RAW),
     ],
-    check_specs=[AssetCheckSpec(QUARANTINE_CHECK, asset=["staging", "interview_quarantine"],
+    check_specs=[AssetCheckSpec(QUARANTINE_CHECK, partitions_def=wave_partitions, asset=["staging", "interview_quarantine"],
                                 description="WARN when delivered interview rows broke a rule and were left out "
                                 "(staging.interview_quarantine lists them by table, row, column and rule).")],
     partitions_def=wave_partitions,
@@ -129,7 +129,7 @@ def stage_interviews(context: AssetExecutionContext, duckdb: WarehouseResource):
         _spec("marts.interview_code_frequencies", "One row per code x role group or child's migration group (the code matrix).", _STAGING),
         _spec("marts.interview_code_cooccurrence", "One row per pair of codes found in the same interview, by group.", _STAGING),
     ],
-    check_specs=[AssetCheckSpec(REGISTRY_CHECK, asset=["marts", "interview_registry"], blocking=True,
+    check_specs=[AssetCheckSpec(REGISTRY_CHECK, partitions_def=wave_partitions, asset=["marts", "interview_registry"], blocking=True,
                                 description="ERROR: the interviews that passed the rules match wave.yaml's interviews.expected "
                                 "(total and by role group); a failure blocks the joint display.")],
     partitions_def=wave_partitions,
@@ -213,7 +213,7 @@ def report_interviews(context: AssetExecutionContext, duckdb: WarehouseResource)
                               frames["staging.interview_quarantine"], frames["marts.interview_code_frequencies"],
                               frames["staging.interview_codes"], frames["marts.triangulation"],
                               frames["marts.triangulation_examples"])
-    path = reports_dir(wave, publishing_run(context.run)) / "report.html"
+    path = reports_dir(wave, working=True) / "report.html"
     path.write_text(with_section(path.read_text(encoding="utf-8"), SECTION_KEY, body), encoding="utf-8")
     yield MaterializeResult(asset_key=["marts", "report_interviews"], metadata={
         "path": MetadataValue.path(str(path)), "section_bytes": len(body.encode("utf-8"))})
@@ -231,7 +231,7 @@ def no_raw_names_outside_raw(context: AssetCheckExecutionContext, duckdb: Wareho
         people, schools = privacy.raw_person_names(con), privacy.raw_school_names(con)
         texts = privacy.text_values(con)
         interview_texts = {k: v for k, v in texts.items() if k.split(".")[1].startswith(privacy.INTERVIEW_TABLE_PREFIXES)}
-    page = (reports_dir(wave, publishing_run(context.run)) / "report.html").read_text(encoding="utf-8")
+    page = (reports_dir(wave, working=True) / "report.html").read_text(encoding="utf-8")
     begin, end = f"<!-- section:{SECTION_KEY} -->", f"<!-- /section:{SECTION_KEY} -->"
     section_text = page[page.find(begin):page.find(end)] if begin in page else ""
     leaks = privacy.find_leaks({**texts, "report.html": [page]}, people)

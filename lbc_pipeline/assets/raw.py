@@ -6,9 +6,7 @@ from dagster import AssetExecutionContext, Failure, multi_asset
 
 from lbc_pipeline.assets._common import materialized, selected_tables, table_spec
 from lbc_pipeline.assets.analysis import prestart_gx_worker
-from lbc_pipeline.assets.publish import runs_in_progress
-from lbc_pipeline.config import data_dir
-from lbc_pipeline.resources import WarehouseResource, publishing_run
+from lbc_pipeline.resources import WarehouseResource
 
 _CODE = ("lib/raw", "lib/io", "config.py", "assets/raw.py")
 _PERSONAL = {"pii": "names_and_roll_numbers"}
@@ -26,7 +24,6 @@ _PERSONAL = {"pii": "names_and_roll_numbers"}
 def load_raw_wave(context: AssetExecutionContext, duckdb: WarehouseResource):
     """Read a wave's questionnaires and distribution files into the raw layer."""
     # the domain modules (polars, duckdb, numpy) load when the step runs, not with the Definitions
-    from lbc_pipeline.lib.io.publish import discard_stale
     from lbc_pipeline.lib.io.warehouse import replace_wave
     from lbc_pipeline.lib.raw.loading import load_wave_files, record_rejection
     from lbc_pipeline.lib.raw.reading import RawFileError
@@ -44,9 +41,6 @@ def load_raw_wave(context: AssetExecutionContext, duckdb: WarehouseResource):
     selected = selected_tables(context)
     tables = {t: f for t, f in wave_files.raw_tables(loaded_at).items() if t in selected}
     with duckdb.get_connection() as con:
-        if publishing_run(context.run):  # what failed or killed runs left pending is discarded
-            for stale in discard_stale(con, data_dir(), wave, runs_in_progress(context)):
-                context.log.info(f"discarded the pending rows and files of unfinished run {stale}")
         replace_wave(con, tables, wave)
     for table, frame in tables.items():
         extra = {}

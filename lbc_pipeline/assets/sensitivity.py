@@ -6,7 +6,7 @@ from dagster import AssetDep, AssetExecutionContext, AssetSpec, MaterializeResul
 from lbc_pipeline.assets import wave_partitions
 from lbc_pipeline.assets._common import materialized, table_spec
 from lbc_pipeline.config import reports_dir
-from lbc_pipeline.resources import WarehouseResource, publishing_run
+from lbc_pipeline.resources import WarehouseResource
 
 # The domain modules (lib.io.warehouse, lib.marts.{moderation, missing_data, sensitivity,
 # robustness}, lib.render; polars, duckdb, scipy, statsmodels, pandera) are imported in the
@@ -64,7 +64,7 @@ def draw_figures(context: AssetExecutionContext, duckdb: WarehouseResource):
     with duckdb.get_connection() as con:
         frames = {t: read_wave(con, t, wave) for t in ("analysis.analytic_sample", "analysis.sample_flow",
                   "analysis.sample_flow_reasons", "marts.model_coefficients", "marts.johnson_neyman")}
-    folder = reports_dir(wave, publishing_run(context.run)) / "figures"
+    folder = reports_dir(wave, working=True) / "figures"
     written = figures.draw_wave_figures(
         frames["analysis.analytic_sample"], frames["marts.model_coefficients"], frames["analysis.sample_flow"],
         frames["analysis.sample_flow_reasons"], frames["marts.johnson_neyman"], folder)

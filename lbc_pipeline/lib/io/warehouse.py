@@ -1,16 +1,13 @@
-"""Writing a wave's tables to DuckDB and reading them back.
+"""Writing a wave's tables to its working database and reading them back.
 
-A table holds every wave; writing a wave replaces that wave's rows and nothing else, and
-all the tables one step writes go in one transaction, so a failure leaves the previous
-state intact (never a half-written table). Each frame is validated against its pandera
-contract first, and the contract's descriptions become the table's and columns' comments.
-SQL that users read lives in `sql/` and is loaded by name with `read_sql`.
-
-A run that materialises a whole wave writes *pending* rows instead (see `lbc_pipeline.lib.io.
-publish`): with `set_pending_run(con, run_id)` on the connection, `replace_wave` writes to
-`<schema>_pending.<table>` (the same columns plus `pending_run`) and `read_wave` reads what this
-run has written there, falling back to the published table for what it has not; consumers
-see the new version only when the run's publish step moves it all in one transaction.
+Each wave is built in a working database of its own (`config.working_path`, in the
+restricted tier): every layer of that one wave, raw included. Writing replaces the wave's
+rows of a table and nothing else, and all the tables one step writes go in one transaction,
+so a failure leaves the previous state intact (never a half-written table). Each frame is
+validated against its pandera contract first, and the contract's descriptions become the
+table's and columns' comments. What consumers read is built from these databases by the
+publish step (`lbc_pipeline.lib.io.publish`); SQL that users read lives in `sql/` and is
+loaded by name with `read_sql`.
 """
 
 from __future__ import annotations
@@ -31,8 +28,7 @@ from lbc_pipeline.config import SQL_DIR
 from lbc_pipeline.lib.contracts import contract_docs, primary_key, validate
 
 SCHEMAS = ("raw", "staging", "analysis", "marts")
-PENDING_RUN = "pending_run"  # the extra column of a pending table: the run that wrote the row
-REGISTRY = "publish.pending_writes"  # which tables each unpublished run has written, per wave
+PUBLIC_SCHEMAS = ("staging", "analysis", "marts")  # what a publication copies (never raw)
 
 
 def read_sql(name: str) -> str:
@@ -66,9 +62,10 @@ def _comment_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
     (only the comments that differ are written: publishing a wave touches every table)."""
     schema, name = _split(table)
     current = dict(con.execute("select column_name, comment from duckdb_columns() where schema_name = ? "
-                               "and table_name = ? order by column_index", [schema, name]).fetchall())
-    table_comment = con.execute("select comment from duckdb_tables() where schema_name = ? and table_name = ?",
-                                [schema, name]).fetchall()[0][0]
+                               "and table_name = ? and database_name = current_database() order by column_index",
+                               [schema, name]).fetchall())
+    table_comment = con.execute("select comment from duckdb_tables() where schema_name = ? and table_name = ? "
+                                "and database_name = current_database()", [schema, name]).fetchall()[0][0]
     _comment_columns(con, table, list(current), *contract_docs(table), current={None: table_comment, **current})
 
 
@@ -109,29 +106,22 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def _write(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame],
-           write: Callable[[str, str, str, pl.DataFrame], None], pending: bool = False) -> dict[str, int]:
+           write: Callable[[str, str, str, pl.DataFrame], None]) -> dict[str, int]:
     """Write several tables in one transaction; `write(target, schema, name, frame)` does the
     SQL for one table with the frame registered as `__frame`. Every frame is validated
     against its table's contract first (nothing is written if one fails), and the
-    contract's grain and column descriptions become the table's comments. With `pending`,
-    `target` is the table's pending twin (`<schema>_pending.<name>`), commented as such."""
+    contract's grain and column descriptions become the table's comments."""
     tables = {table: validate(table, frame) for table, frame in tables.items()}
     with _transaction(con):
         for table, frame in tables.items():
             schema, name = _split(table)
-            home = schema + "_pending" if pending else schema
-            con.execute(f"create schema if not exists {_quote(home)}")
+            con.execute(f"create schema if not exists {_quote(schema)}")
             con.register("__frame", frame)
             try:
-                write(f"{_quote(home)}.{_quote(name)}", home, name, frame)
+                write(f"{_quote(schema)}.{_quote(name)}", schema, name, frame)
             finally:
                 con.unregister("__frame")
-            if pending:
-                note = (f"Pending rows of {table} written by runs not yet published (column {PENDING_RUN}); "
-                        "consumers read the published table.")
-                con.execute(f"comment on table {_quote(home)}.{_quote(name)} is {_literal(note)}")
-            else:
-                _comment(con, table, frame, *contract_docs(table))
+            _comment(con, table, frame, *contract_docs(table))
     return {table: frame.height for table, frame in tables.items()}
 
 
@@ -158,211 +148,48 @@ def append_rows(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFram
 def replace_wave(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], wave: str) -> dict[str, int]:
     """Replace one wave's rows in several tables, atomically; returns rows written per table.
 
-    Tables are created on first write (typed from the frame); later writes insert by column
-    name, and a column that a newer release adds is added to the table (null for older waves).
+    A table that holds no other wave's rows (a working database holds one wave) is made
+    anew from the frame, typed from it, with its contract's key; otherwise the wave's rows
+    are deleted and the frame's inserted by column name (a column that a newer release adds
+    is added to the table, null for the other waves).
     """
     missing_wave = [table for table, frame in tables.items() if "wave" not in frame.columns]
     if missing_wave:
         raise ValueError(f"{', '.join(missing_wave)}: every table carries a wave column")
 
-    run = pending_run(con)
-    if run:
-        return _write_pending(con, tables, wave, run)
-
     def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
+        if _table_exists(con, schema, name):
+            others = con.execute(f"select count(*) from (select 1 from {target} where wave is distinct from ? "
+                                 "limit 1)", [wave]).fetchall()[0][0]
+            if others:
+                _add_columns(con, schema, name, "__frame")
+                con.execute(f"delete from {target} where wave = ?", [wave])
+                con.execute(f"insert into {target} by name select * from __frame")
+                return
+            con.execute(f"drop table {target}")
         _create_like(con, f"{schema}.{name}", "select * from __frame")
-        _add_columns(con, schema, name, "__frame")
-        replace_rows(con, schema, name, "select * from __frame", [], wave)
+        con.execute(f"insert into {target} by name select * from __frame")
 
     return _write(con, tables, write)
 
 
-def replace_rows(con: duckdb.DuckDBPyConnection, schema: str, name: str, source_sql: str, params: list,
-                 wave: str) -> None:
-    """Make the rows of `wave` in `schema.name` those of `source_sql` (a select of that wave's
-    rows, with `params`), in the caller's transaction: the other waves' rows in their order,
-    then the source's rows in the source's order (a column the source lacks is null).
-
-    That is a delete and an insert, unless the table already holds rows of the wave and has a
-    primary key: deleting a wave's rows and inserting rows of the same keys in one
-    transaction costs DuckDB's key index far more at commit (a million-questionnaire wave
-    published again: 153 s in the publish step, the run's peak 4.2 GB). Such a table is rebuilt
-    instead (`_rebuild_with`): the same rows in the same order, the key, comments and name
-    kept, at a cost that grows with the whole table rather than with the wave."""
-    target = f"{_quote(schema)}.{_quote(name)}"
-    key = _rebuildable_key(con, schema, name)
-    if key:
-        held = con.execute(f"select count(*) from (select 1 from {target} where wave = ? limit 1)", [wave]).fetchall()
-        if held[0][0]:
-            _rebuild_with(con, schema, name, key, source_sql, params, wave)
-            return
-    con.execute(f"delete from {target} where wave = ?", [wave])
-    con.execute(f"insert into {target} by name {source_sql}", params)
-
-
-def _rebuildable_key(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[str]:
-    """The table's primary key, if a copy made by `create table ... as select` and given that
-    key again is the same table (no other constraint than the key and its columns' NOT NULL,
-    no column default); else none."""
-    constraints = con.execute("select constraint_type, constraint_column_names from duckdb_constraints() "
-                              "where schema_name = ? and table_name = ? and database_name = current_database()",
-                              [schema, name]).fetchall()
-    key = next((list(columns) for kind, columns in constraints if kind == "PRIMARY KEY"), [])
-    if not key or any(kind not in ("PRIMARY KEY", "NOT NULL") or not set(columns) <= set(key)
-                      for kind, columns in constraints):
-        return []
-    defaults = con.execute("select count(*) from duckdb_columns() where schema_name = ? and table_name = ? and "
-                           "column_default is not null and database_name = current_database()",
-                           [schema, name]).fetchall()[0][0]
-    return key if defaults == 0 else []
-
-
-def _rebuild_with(con: duckdb.DuckDBPyConnection, schema: str, name: str, key: list[str], source_sql: str,
-                  params: list, wave: str) -> None:
-    """`replace_rows` by a new table: the other waves' rows, then the source's, the key added,
-    the old table dropped and the new one renamed in its place, with the old one's comments.
-    A key the source holds twice is refused first, as an insert into the table would (DuckDB
-    checks a key added in the same transaction only at commit)."""
-    target = f"{_quote(schema)}.{_quote(name)}"
-    columns = ", ".join(_quote(c) for c in key)
-    twice = con.execute(f"select {columns} from ({source_sql}) group by all having count(*) > 1 limit 1",
-                        params).fetchall()
-    if twice:
-        raise duckdb.ConstraintException(f"{schema}.{name}: the new rows of wave {wave} hold the key "
-                                         f"({', '.join(key)}) = {twice[0]} more than once")
-    new = f"{_quote(schema)}.{_quote(name + '__replacing')}"
-    table_comment = con.execute("select comment from duckdb_tables() where schema_name = ? and table_name = ? "
-                                "and database_name = current_database()", [schema, name]).fetchall()[0][0]
-    column_comments = con.execute("select column_name, comment from duckdb_columns() where schema_name = ? and "
-                                  "table_name = ? and comment is not null and database_name = current_database()",
-                                  [schema, name]).fetchall()
-    con.execute(f"drop table if exists {new}")
-    con.execute(f"create table {new} as select * from {target} where wave is distinct from ?", [wave])
-    con.execute(f"insert into {new} by name {source_sql}", params)
-    con.execute(f"alter table {new} add primary key ({columns})")
-    con.execute(f"drop table {target}")
-    con.execute(f"alter table {new} rename to {_quote(name)}")
-    if table_comment:
-        con.execute(f"comment on table {target} is {_literal(table_comment)}")
-    for column, comment in column_comments:
-        con.execute(f"comment on column {target}.{_quote(column)} is {_literal(comment)}")
-
-
-# --- pending rows of a whole-wave run ------------------------------------------------------
-
-def set_pending_run(con: duckdb.DuckDBPyConnection, run_id: str | None) -> None:
-    """Make this connection's wave writes pending rows of `run_id` (None: write in place)."""
-    if run_id:
-        con.execute("set variable lbc_pending_run = ?", [run_id])
-    else:
-        con.execute("reset variable lbc_pending_run")
-
-
-def pending_run(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The run whose pending rows this connection writes and reads, if any."""
-    return con.execute("select getvariable('lbc_pending_run')").fetchall()[0][0]
-
-
-def pending_table(table: str) -> str:
-    """`staging.questionnaires` -> `staging_pending.questionnaires` (quoted)."""
-    schema, name = _split(table)
-    return f"{_quote(schema + '_pending')}.{_quote(name)}"
-
-
 def _table_exists(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    return con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
-                       [schema, name]).fetchall()[0][0] > 0
+    return con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ? "
+                       "and database_name = current_database()", [schema, name]).fetchall()[0][0] > 0
 
 
-def _ensure_registry(con: duckdb.DuckDBPyConnection) -> None:
-    if _table_exists(con, "publish", REGISTRY.split(".")[1]):
-        return
-    con.execute("create schema if not exists publish")
-    con.execute(f"create table if not exists {REGISTRY} (run_id varchar not null, wave varchar not null, "
-                "table_name varchar not null, row_count bigint not null, primary key (run_id, wave, table_name))")
-    note = ("Tables written by runs not yet published (one row per run, wave and table); the rows are in "
-            "<schema>_pending.<table>. Internal bookkeeping of the publish step, not for analysis.")
-    con.execute(f"comment on table {REGISTRY} is {_literal(note)}")
+def warehouse_tables(con: duckdb.DuckDBPyConnection, schemas: tuple[str, ...] = SCHEMAS) -> list[str]:
+    """Every table (`schema.table`) of the connection's database in `schemas`, sorted."""
+    listed = ", ".join(_literal(s) for s in schemas)
+    return sorted(f"{s}.{t}" for s, t in con.execute(
+        f"select schema_name, table_name from duckdb_tables() where schema_name in ({listed}) "
+        "and database_name = current_database()").fetchall())
 
 
-def _write_pending(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pl.DataFrame], wave: str,
-                   run: str) -> dict[str, int]:
-    """`replace_wave` for a run that publishes later: the rows go to the pending twins, and
-    the registry records which tables the run has written for the wave."""
-    def write(target: str, schema: str, name: str, frame: pl.DataFrame) -> None:
-        con.execute(f"create table if not exists {target} as select *, ''::varchar as {PENDING_RUN} from __frame limit 0")
-        _add_columns(con, schema, name, "__frame")
-        con.execute(f"delete from {target} where wave = ? and {PENDING_RUN} = ?", [wave, run])
-        con.execute(f"insert into {target} by name select *, ?::varchar as {PENDING_RUN} from __frame", [run])
-        con.execute(f"insert or replace into {REGISTRY} values (?, ?, ?, ?)",
-                    [run, wave, f"{schema.removesuffix('_pending')}.{name}", frame.height])
-
-    _ensure_registry(con)
-    return _write(con, tables, write, pending=True)
-
-
-def _pending_written(con: duckdb.DuckDBPyConnection, run: str, wave: str, table: str) -> bool:
-    try:
-        return con.execute(f"select count(*) from {REGISTRY} where run_id = ? and wave = ? and table_name = ?",
-                           [run, wave, table]).fetchall()[0][0] > 0
-    except duckdb.CatalogException:
-        return False
-
-
-def table_relation(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """SQL for `table` as this connection's run sees it: the published rows, with the waves
-    that the run has written pending replaced by its pending rows. Use in FROM clauses."""
+def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether `table` (`schema.table`) exists in the connection's database."""
     schema, name = _split(table)
-    published = f"{_quote(schema)}.{_quote(name)}"
-    run = pending_run(con)
-    waves = []
-    if run:
-        try:
-            waves = [w for (w,) in con.execute(f"select wave from {REGISTRY} where run_id = ? and table_name = ?",
-                                               [run, table]).fetchall()]
-        except duckdb.CatalogException:
-            waves = []
-    if not waves:
-        return published
-    listed = ", ".join(_literal(w) for w in waves)
-    pending = (f"(select * exclude ({PENDING_RUN}) from {pending_table(table)} "
-               f"where {PENDING_RUN} = {_literal(run)} and wave in ({listed}))")
-    if not has_table(con, table, published_only=True):
-        return pending
-    return f"(select * from {published} where wave not in ({listed}) union all by name select * from {pending})"
-
-
-def visible_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Every warehouse table (`schema.table`, schemas of SCHEMAS) as this connection's run sees
-    it: the published ones and those only its pending rows hold; read each with
-    `table_relation`."""
-    listed = ", ".join(_literal(s) for s in SCHEMAS)
-    tables = {f"{s}.{t}" for s, t in con.execute(
-        f"select schema_name, table_name from duckdb_tables() where schema_name in ({listed})").fetchall()}
-    run = pending_run(con)
-    if run:
-        try:
-            tables |= {t for (t,) in con.execute(f"select distinct table_name from {REGISTRY} where run_id = ?",
-                                                 [run]).fetchall()}
-        except duckdb.CatalogException:
-            pass
-    return sorted(tables)
-
-
-def has_table(con: duckdb.DuckDBPyConnection, table: str, published_only: bool = False) -> bool:
-    """Whether `table` exists for this connection's run (published, or written pending by it)."""
-    schema, name = _split(table)
-    exists = _table_exists(con, schema, name)
-    if exists or published_only:
-        return exists
-    run = pending_run(con)
-    if not run:
-        return False
-    try:
-        return con.execute(f"select count(*) from {REGISTRY} where run_id = ? and table_name = ?",
-                           [run, table]).fetchall()[0][0] > 0
-    except duckdb.CatalogException:
-        return False
+    return _table_exists(con, schema, name)
 
 
 def _create_like(con: duckdb.DuckDBPyConnection, table: str, select_sql: str) -> None:
@@ -384,7 +211,8 @@ def _add_columns(con: duckdb.DuckDBPyConnection, schema: str, name: str, source:
     """Add to `schema.name` the columns of the relation `source` that it lacks, typed as
     there: a column a newer release adds (older waves: null)."""
     existing = {c for (c,) in con.execute("select column_name from duckdb_columns() where schema_name = ? "
-                                          "and table_name = ?", [schema, name]).fetchall()}
+                                          "and table_name = ? and database_name = current_database()",
+                                          [schema, name]).fetchall()}
     for column, column_type in zip(*_columns_of(con, source)):
         if column not in existing and column not in skip:
             con.execute(f"alter table {_quote(schema)}.{_quote(name)} add column {_quote(column)} {column_type}")
@@ -396,15 +224,8 @@ def _columns_of(con: duckdb.DuckDBPyConnection, source: str) -> tuple[list[str],
 
 
 def read_wave(con: duckdb.DuckDBPyConnection, table: str, wave: str) -> pl.DataFrame:
-    """One wave's rows of a warehouse table as a polars frame (this run's pending rows, when
-    the connection has a pending run that has written them)."""
+    """One wave's rows of a warehouse table as a polars frame."""
     schema, name = _split(table)
-    run = pending_run(con)
-    if run and _pending_written(con, run, wave, table):
-        return con.sql(
-            f"select * exclude ({PENDING_RUN}) from {pending_table(table)} where wave = $wave and {PENDING_RUN} = $run",
-            params={"wave": wave, "run": run},
-        ).pl()
     return con.sql(
         f"select * from {_quote(schema)}.{_quote(name)} where wave = $wave",
         params={"wave": wave},
@@ -438,7 +259,8 @@ def _comment_view_columns(con: duckdb.DuckDBPyConnection, name: str, source: str
     schema, view_name = view.split(".", 1)
     descriptions = contract_docs(source)[1]
     for (column,) in con.execute(
-            "select column_name from duckdb_columns() where schema_name = ? and table_name = ? and comment is null",
+            "select column_name from duckdb_columns() where schema_name = ? and table_name = ? and comment is null "
+            "and database_name = current_database()",
             [schema, view_name]).fetchall():
         if column in descriptions:
             con.execute(f"comment on column {_quote(schema)}.{_quote(view_name)}.{_quote(column)} is "
@@ -623,11 +445,11 @@ def lock_path(database: Path) -> Path:
 
 
 @contextmanager
-def read_only(database: Path, timeout_s: float = 600.0) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection taken in turn with the pipeline's writers."""
-    with exclusive_file_lock(lock_path(database), timeout_s):
-        con = duckdb.connect(str(database), read_only=True)
-        try:
-            yield con
-        finally:
-            con.close()
+def read_only(database: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection to a file the pipeline never writes in place (the serving file,
+    a release): no lock of the pipeline's is taken, none is needed."""
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        yield con
+    finally:
+        con.close()

@@ -1,5 +1,6 @@
 """Proof that no raw name leaves the raw layer: the dictionary of names, and a search of every
-text outside `raw` (and of the report) for them.
+text outside `raw` (and of the report) for them. The functions read the connection's own
+database: a wave's working database (one wave, raw included) or a serving file (no raw).
 
 Person names (the interview registry's names, the survey's `student_name`s) are searched in
 every text column of every non-raw table and in the whole HTML report. School names are
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 
 import duckdb
 
-from lbc_pipeline.lib.io.warehouse import has_table, table_relation, visible_tables
+from lbc_pipeline.lib.io.warehouse import SCHEMAS, has_table, warehouse_tables
 from lbc_pipeline.lib.qualitative.redact import MIN_ENTRY_LENGTH
 
 INTERVIEW_TABLE_PREFIXES = ("interview", "triangulation")
@@ -28,22 +29,20 @@ def _names(con: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
 
 
 def survey_names(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Every child's name on the survey's rolls (all waves, this run's pending rows included),
-    sorted."""
+    """Every child's name on the survey's rolls, sorted."""
     if not has_table(con, "raw.questionnaires"):
         return []
     return sorted(r[0] for r in con.execute(
-        f"select distinct student_name from {table_relation(con, 'raw.questionnaires')} "
-        "where student_name is not null").fetchall())
+        "select distinct student_name from raw.questionnaires where student_name is not null").fetchall())
 
 
 def raw_person_names(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Every person's name the raw layer holds (all waves, this run's pending rows included)."""
+    """Every person's name the raw layer holds."""
     names = set()
     if has_table(con, "raw.questionnaires"):
-        names = _names(con, f"select distinct student_name from {table_relation(con, 'raw.questionnaires')}")
+        names = _names(con, "select distinct student_name from raw.questionnaires")
     if has_table(con, "raw.interviews"):
-        interviews = table_relation(con, "raw.interviews")
+        interviews = "raw.interviews"
         columns = [c for c, t in zip(*_columns(con, interviews)) if "name" in c and t == "VARCHAR"]
         for column in columns:
             names |= _names(con, f'select distinct "{column}" from {interviews}')
@@ -55,23 +54,28 @@ def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> tuple[list[str], 
     return result.columns, [str(t) for t in result.types]
 
 
+def raw_roll_numbers(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Every school roll number (`student_no`) the raw layer holds."""
+    if not has_table(con, "raw.questionnaires"):
+        return set()
+    return _names(con, "select distinct student_no from raw.questionnaires")
+
+
 def raw_school_names(con: duckdb.DuckDBPyConnection) -> set[str]:
     if not has_table(con, "raw.distribution"):
         return set()
-    return _names(con, f"select distinct school_name from {table_relation(con, 'raw.distribution')}")
+    return _names(con, "select distinct school_name from raw.distribution")
 
 
 def text_values(con: duckdb.DuckDBPyConnection, interview_tables_only: bool = False) -> dict[str, list[str]]:
-    """Distinct values of every text column outside `raw`, as this connection's run sees the
-    tables (published rows, its own pending rows in place of its waves'; other runs'
-    pending rows are not its output): `schema.table.column` -> values."""
+    """Distinct values of every text column of every table outside `raw` (staging, analysis,
+    marts): `schema.table.column` -> values."""
     out = {}
-    for table in visible_tables(con):
-        if table.startswith("raw."):
-            continue
+    for table in warehouse_tables(con, tuple(s for s in SCHEMAS if s != "raw")):
         if interview_tables_only and not table.split(".")[1].startswith(INTERVIEW_TABLE_PREFIXES):
             continue
-        relation = table_relation(con, table)
+        schema, name = table.split(".", 1)
+        relation = f'"{schema}"."{name}"'
         for column, column_type in zip(*_columns(con, relation)):
             if column_type != "VARCHAR":
                 continue
@@ -86,13 +90,21 @@ DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")
 
 
 def find_leaks(texts: dict[str, Iterable[str]], names: Iterable[str]) -> list[tuple[str, str]]:
-    """(where, name) for every name found inside a text (embedded images left out)."""
+    """(where, name) for every name found inside a text (embedded images left out). Names in
+    Latin letters match whole words only ("Li" is not found in "Likert"), numbers (roll
+    numbers) whole numbers only (2015010101 is not found in 20150101011)."""
     names = sorted({n for n in names if n and len(n) >= MIN_ENTRY_LENGTH}, key=lambda n: (-len(n), n))
     if not names:
         return []
-    # names in Latin letters match whole words only ("Li" is not found in "Likert")
-    pattern = re.compile("|".join(rf"(?<![A-Za-z]){re.escape(n)}(?![A-Za-z])" if re.search("[A-Za-z]", n)
-                                  else re.escape(n) for n in names))
+
+    def word(n: str) -> str:
+        if n.isdigit():
+            return rf"(?<![0-9]){re.escape(n)}(?![0-9])"
+        if re.search("[A-Za-z]", n):
+            return rf"(?<![A-Za-z]){re.escape(n)}(?![A-Za-z])"
+        return re.escape(n)
+
+    pattern = re.compile("|".join(word(n) for n in names))
     leaks = set()
     for where, values in texts.items():
         for value in values:
