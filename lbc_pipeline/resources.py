@@ -79,6 +79,10 @@ class WarehouseResource(ConfigurableResource):
         if kept is not None:
             kept.close()
 
+    def lock_waited_s(self) -> float:
+        """How long this run (in this process) waited for the working database's lock."""
+        return self._kept.waited_s if self._kept is not None else 0.0
+
     def path(self) -> Path:
         """The database this resource's connections open."""
         if self.database:

@@ -43,6 +43,9 @@ def build_publish_asset(upstream):
             "published_at": MetadataValue.text(f"{publication.published_at:%Y-%m-%d %H:%M:%S} UTC"),
             "serving_file": MetadataValue.path(str(duckdb_path())),
             "tables": len(tables), "rows": sum(tables.values()),
+            # lock waits: none for another wave's run (each wave has its own working database)
+            "lock_wait_s/working_database": float(duckdb.lock_waited_s()),
+            "lock_wait_s/publication": float(publication.lock_wait_s),
             "tables_published": MetadataValue.md("\n".join(f"- `{t}`: {n} rows" for t, n in tables.items())),
         })
 

@@ -30,20 +30,24 @@ def run(data, manifest=None, run_config=None):
     return result, checks
 
 
-def downstream_written(data, schemas=("marts", "marts_pending")) -> list[str]:
-    """Everything downstream of the analysis layer that holds this wave: mart rows, published
-    or pending (a run's own, before its publish step), and files, published or in a run's
-    version folder."""
+def downstream_written(data, schemas=("marts",)) -> list[str]:
+    """Everything downstream of the analysis layer that holds this wave: rows of `schemas`
+    in the serving file (what consumers see) or in the wave's working database (what the
+    run built), and files, published or in the wave's working folder."""
     found = []
-    con = duckdb.connect(str(data / "warehouse" / "lbc.duckdb"), read_only=True)
-    with con:
-        for schema, table in con.execute(
-                "select table_schema, table_name from information_schema.tables where table_schema in "
-                f"({', '.join(repr(s) for s in schemas)})").fetchall():
-            if con.execute(f'select count(*) from "{schema}"."{table}" where wave = ?', [WAVE]).fetchone()[0]:
-                found.append(f"{schema}.{table}")
+    for name, path in (("serving", data / "warehouse" / "lbc.duckdb"),
+                       ("working", data / "restricted" / "waves" / WAVE / "work.duckdb")):
+        if not path.exists():
+            continue
+        with duckdb.connect(str(path), read_only=True) as con:
+            for schema, table in con.execute(
+                    "select table_schema, table_name from information_schema.tables where table_type = 'BASE TABLE' "
+                    f"and table_schema in ({', '.join(repr(s) for s in schemas)})").fetchall():
+                if con.execute(f'select count(*) from "{schema}"."{table}" where wave = ?', [WAVE]).fetchone()[0]:
+                    found.append(f"{name} {schema}.{table}")
     for kind in ("artifacts", "reports"):
-        folders = [data / kind / WAVE, *(data / kind / ".versions" / WAVE).glob("*")]
+        folders = [data / kind / WAVE, *(data / kind / ".versions" / WAVE).glob("*"),
+                   data / "restricted" / "waves" / WAVE / kind]
         found += [str(p) for p in folders if p.exists() and any(p.iterdir())]
     return found
 
@@ -53,7 +57,7 @@ def test_a_clean_wave_passes_every_check_and_reaches_the_marts(data_env):
     result, checks = run(data_env)
     assert result.success
     assert checks["sample_flow_conservation"] and checks["analytic_sample_expectations"]
-    assert "marts.model_coefficients" in downstream_written(data_env)
+    assert "serving marts.model_coefficients" in downstream_written(data_env)
 
 
 @pytest.mark.parametrize(
@@ -82,6 +86,58 @@ def test_a_failing_error_check_blocks_everything_downstream(data_env, monkeypatc
     assert not result.success
     assert checks[failing] is False
     assert downstream_written(data_env) == []
+    assert not (data_env / "warehouse" / "lbc.duckdb").exists()  # nothing of the wave published
+
+
+def test_a_blocked_wave_is_not_shown_as_healthy_and_says_why(data_env, capsys):
+    """The blocked wave of the issue: its analysis tables are not materialised (the partition
+    shows the step failed), the failure, the check result, the pages of analytic_sample,
+    model_coefficients and report, `lbc status` and `lbc flow` say why in words, and `lbc
+    run --wave` runs it again."""
+    from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, EventRecordsFilter
+
+    from lbc_pipeline import cli
+
+    run_config = {"resources": {"quality_config": {"config": {"min_group_size": 200}}}}
+    write_wave(data_env / "raw" / WAVE, varied_rows(300, seed=5), wave=WAVE, distribution=SCHOOLS,
+               manifest={"wave": WAVE, "fieldwork": FIELDWORK})
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("wave", [WAVE])
+    result = defs.resolve_job_def("lbc_main_job").execute_in_process(
+        instance=instance, partition_key=WAVE, raise_on_error=False, run_config=run_config)
+    assert not result.success
+    words = "the minimum is 200 (quality_config.min_group_size)"
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "build_analysis"
+    message = failure.event_specific_data.error.message
+    assert f"wave {WAVE} is not published" in message and words in message
+    assert "children" in message and "group has" in message
+    # no analysis table shows a materialisation of this run
+    materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert not any(key.startswith("analysis/") for key in materialised)
+    # the check result names the wave's partition and the reason in words
+    evaluation = next(e.asset_check_evaluation_data for e in result.all_events
+                      if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                      and e.asset_check_evaluation_data.check_name == "analytic_sample_expectations")
+    assert not evaluation.passed and words in evaluation.description
+    assert evaluation.partition == WAVE
+    # the pages a user opens: an observation "NOT PUBLISHED: <why>" for this partition
+    for page in (["analysis", "analytic_sample"], ["marts", "model_coefficients"], ["marts", "report"]):
+        records = instance.fetch_observations(AssetRecordsFilter(asset_key=AssetKey(page), asset_partitions=[WAVE]),
+                                              limit=1).records
+        observed = records[0].event_log_entry.asset_observation
+        assert observed.metadata["published"].value is False and words in observed.metadata["reason"].value
+    # the CLI: status and flow say it in words; nothing reached the serving file
+    assert cli.main(["status", "--wave", WAVE]) == 0
+    out = capsys.readouterr().out
+    assert f"wave {WAVE}: NOT PUBLISHED" in out and words in out and f"lbc run --wave {WAVE}" in out
+    assert cli.main(["flow", "--wave", WAVE]) == 2
+    assert words in capsys.readouterr().err
+    # rerun by id with a threshold it meets: published
+    result = defs.resolve_job_def("lbc_main_job").execute_in_process(instance=instance, partition_key=WAVE)
+    assert result.success
+    assert cli.main(["status", "--wave", WAVE]) == 0
+    assert f"wave {WAVE}: published (run {result.run_id}" in capsys.readouterr().out
 
 
 def test_one_analysis_table_can_be_materialised_alone(data_env):
@@ -101,28 +157,24 @@ def test_one_analysis_table_can_be_materialised_alone(data_env):
     assert result.success
     written = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert written == {"analysis/sample_flow"}
-    with duckdb.connect(str(data_env / "warehouse" / "lbc.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(data_env / "restricted" / "waves" / WAVE / "work.duckdb"), read_only=True) as con:
         tables = {t for (t,) in con.execute(
             "select table_name from information_schema.tables where table_schema = 'analysis'").fetchall()}
     assert "sample_flow" in tables and "analytic_sample" not in tables
+    assert not (data_env / "warehouse" / "lbc.duckdb").exists()  # a run without the publish step publishes nothing
 
 
 def test_a_raw_name_outside_raw_blocks_the_publication(data_env, monkeypatch):
     """The privacy check runs after the report is written: when it fails, the wave is not
-    published, so consumers see nothing of it (the run's rows and report stay pending)."""
+    published, so consumers see nothing of it (the run's tables and report stay in its
+    working folder for inspection)."""
     from lbc_pipeline.lib.qualitative import privacy
 
     monkeypatch.setattr(privacy, "find_leaks", lambda texts, names: [("report.html", "a name")])
     result, checks = run(data_env)
     assert not result.success
     assert checks["no_raw_names_outside_raw"] is False
-    written = downstream_written(data_env, schemas=("raw", "staging", "analysis", "marts"))
-    assert [w for w in written if "/.versions/" not in w] == []  # nothing published
+    assert not (data_env / "warehouse" / "lbc.duckdb").exists()  # nothing published
     assert not (data_env / "reports" / WAVE).exists()
-    assert (data_env / "reports" / ".versions" / WAVE).exists()  # the run's own report, for inspection
-    with duckdb.connect(str(data_env / "warehouse" / "lbc.duckdb"), read_only=True) as con:
-        versions = con.execute("select count(*) from duckdb_tables() where schema_name = 'publish' "
-                               "and table_name = 'wave_versions'").fetchone()[0]
-        assert versions == 0 or con.execute("select count(*) from publish.wave_versions").fetchone()[0] == 0
-        assert con.execute("select count(*) from marts_pending.model_coefficients where wave = ?",
-                           [WAVE]).fetchone()[0] > 0  # kept for inspection until the wave is run again
+    assert (data_env / "restricted" / "waves" / WAVE / "reports" / "report.html").exists()  # for inspection
+    assert "working marts.model_coefficients" in downstream_written(data_env)

@@ -31,6 +31,7 @@ import fcntl
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class Publication:
     run_id: str
     published_at: dt.datetime
     tables: dict[str, int]
+    lock_wait_s: float = 0.0  # how long it waited for another publication on this host
 
 
 def release_path(wave: str) -> Path:
@@ -406,7 +408,9 @@ def publish_wave(work: duckdb.DuckDBPyConnection, wave: str, run: str, data_dir:
     published_at = published_at or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     write_personal_values(work, wave)
     counts: dict[str, int] = {}
+    started = time.monotonic()
     with publication_lock():
+        waited = time.monotonic() - started
         heal(data_dir)
         _copy_files(wave, run, data_dir)
 
@@ -414,7 +418,7 @@ def publish_wave(work: duckdb.DuckDBPyConnection, wave: str, run: str, data_dir:
             counts.update(build_release(work, wave, run, target, published_at))
 
         _publish(build, wave, run, data_dir)
-    return Publication(wave, run, published_at, counts)
+    return Publication(wave, run, published_at, counts, waited)
 
 
 def publish_cross_wave(work: duckdb.DuckDBPyConnection, run: str, data_dir: Path,

@@ -378,6 +378,7 @@ class KeptWarehouse:
         self._fd: int | None = None
         self._in_use = 0
         self.opened = 0  # how many times the database was opened
+        self.waited_s = 0.0  # how long this hold waited for other processes' holds, in all
 
     @property
     def held(self) -> bool:
@@ -408,7 +409,9 @@ class KeptWarehouse:
                 self._release()
 
     def _open(self) -> None:
+        started = time.monotonic()
         fd = acquire_file_lock(self.lock, self._timeout_s)
+        self.waited_s += time.monotonic() - started
         try:
             self._anchor = self._connect()
         except BaseException:

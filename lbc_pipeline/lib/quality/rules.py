@@ -132,6 +132,22 @@ def check_differential_attrition(status: pl.DataFrame, settings: QualitySettings
     return Outcome(not flagged, WARN, description, {"alpha": settings.attrition_alpha, "tests": tests})
 
 
+GROUP_WORDS = {"none": "parents-at-home", "mother": "mother-away", "father": "father-away",
+               "both": "both-parents-away"}
+
+
+def small_groups(sizes: dict[str, int], minimum: int) -> list[str]:
+    """Each migration group below the minimum size, in words ("mother-away group has 9
+    children; the minimum is 20 (quality_config.min_group_size)"); a group with no child too."""
+    out = []
+    for group, label in GROUP_WORDS.items():
+        n = int(sizes.get(group, 0))
+        if n < minimum:
+            children = "no child" if n == 0 else ("1 child" if n == 1 else f"{n} children")
+            out.append(f"{label} group has {children}; the minimum is {minimum} (quality_config.min_group_size)")
+    return out
+
+
 def check_analytic_sample_gx(sample: pl.DataFrame, manifest: WaveManifest, settings: QualitySettings) -> Outcome:
     """A great-expectations suite on the analysis sample: columns and types, ranges,
     non-null, unique child keys, the four migration groups and their sizes."""
@@ -187,9 +203,12 @@ def check_analytic_sample_gx(sample: pl.DataFrame, manifest: WaveManifest, setti
         for name, result in results.items() for r in result.results if not r.success
     ]
     statistics = {name: dict(result.statistics) for name, result in results.items()}
+    sizes = dict(zip(groups["migration_group"], groups["n"].astype(int)))
+    words = small_groups(sizes, settings.min_group_size) if failed else []
     return Outcome(
         passed=not failed, severity=ERROR,
-        description="great-expectations suite passed" if not failed else "failed: " + "; ".join(failed),
+        description="great-expectations suite passed" if not failed else
+        "; ".join(words + [("great-expectations: " if words else "failed: ") + "; ".join(failed)]),
         metadata={"statistics": statistics, "failed": failed,
                   "group_sizes": dict(zip(groups["migration_group"], groups["n"].astype(int)))},
     )

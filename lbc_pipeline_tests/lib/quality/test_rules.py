@@ -109,3 +109,18 @@ def test_outcomes_table_keeps_the_order_and_fits_its_contract():
     assert table.select("check_order", "check_name", "severity", "passed").rows() == [
         (1, "b_check", "ERROR", False), (2, "a_check", "WARN", True)]
     assert quality.outcomes_table("2019", []).height == 0  # no check selected: no rows, same columns
+
+
+@pytest.mark.parametrize("sizes, expected", [
+    # the blocked wave: the mother-away group is below the floor
+    ({"none": 300, "mother": 9, "father": 40, "both": 51},
+     ["mother-away group has 9 children; the minimum is 20 (quality_config.min_group_size)"]),
+    # a group with nobody, and one with a single child
+    ({"none": 300, "father": 1, "both": 51},
+     ["mother-away group has no child; the minimum is 20 (quality_config.min_group_size)",
+      "father-away group has 1 child; the minimum is 20 (quality_config.min_group_size)"]),
+    # the negative case: every group at the floor
+    ({"none": 20, "mother": 20, "father": 20, "both": 20}, []),
+])
+def test_small_groups_are_named_in_words(sizes, expected):
+    assert quality.small_groups(sizes, 20) == expected
