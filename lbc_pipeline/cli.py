@@ -117,7 +117,7 @@ def run_waves(waves: list[str] | None = None, log_level: str | None = None) -> R
     missing = [w for w in waves or [] if w not in known]
     if missing:
         print(f"lbc run: no wave folder under {config.raw_dir()} or {config.incoming_dir()} for: "
-              f"{', '.join(missing)} (waves there: {', '.join(sorted(known)) or 'none'})", file=sys.stderr)
+              f"{', '.join(map(repr, missing))} (waves there: {', '.join(sorted(known)) or 'none'})", file=sys.stderr)
         return RunSummary(2)
     selected = waves or config.wave_order(manifests)
     if not selected:

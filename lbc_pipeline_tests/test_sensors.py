@@ -86,7 +86,9 @@ def test_broken_delivery_is_skipped_with_its_reason_and_untouched(incoming, data
         again = evaluate(instance, result.cursor)  # refused once: not validated nor recorded again
         assert isinstance(again, SkipReason) and "refused before, files unchanged" in again.skip_message
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
-    with duckdb.connect(str(data_env / "warehouse" / "lbc.duckdb"), read_only=True) as con:
+    # recorded in the wave's working database (restricted tier), not in the serving file
+    assert not (data_env / "warehouse" / "lbc.duckdb").exists()
+    with duckdb.connect(str(data_env / "restricted" / "waves" / "2031" / "work.duckdb"), read_only=True) as con:
         assert con.execute("select wave, column_name from raw.rejected_files").fetchall() == [("2031", "class_id")]
 
 

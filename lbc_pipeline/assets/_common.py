@@ -215,7 +215,7 @@ def record_unpublished(context, wave: str, message: str) -> None:
     _observe(context, wave, {
         "status": MetadataValue.text(f"NOT PUBLISHED: {message}"),
         "published": MetadataValue.bool(False),
-        "run_id": MetadataValue.text(context.run_id),
+        "run_id": MetadataValue.text(context.run.run_id),
         "reason": MetadataValue.text(message),
         "retry": MetadataValue.text(f"lbc run --wave {wave}  (or Materialize all, partition {wave}, in the UI)"),
     })

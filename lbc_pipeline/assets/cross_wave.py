@@ -51,7 +51,7 @@ def compare_across_waves(context: AssetExecutionContext, duckdb: WarehouseResour
     tables["marts.wave_comparison"] = waves.compare_waves(samples, coefficients, order)
     with duckdb.get_connection() as con:
         replace_table(con, tables)
-        publication = publish.publish_cross_wave(con, context.run_id, data_dir())
+        publication = publish.publish_cross_wave(con, context.run.run_id, data_dir())
     context.log.info(f"cross-wave marts of {len(complete)} published waves published ({sum(publication.tables.values())} rows)")
     for table, frame in tables.items():
         yield materialized(table, frame, waves=", ".join(complete), waves_not_yet_complete=", ".join(incomplete) or "none")

@@ -29,13 +29,13 @@ def build_publish_asset(upstream):
         wave = context.partition_key
         with duckdb.get_connection() as con:
             try:
-                publication = publishing.publish_wave(con, wave, context.run_id, data_dir())
+                publication = publishing.publish_wave(con, wave, context.run.run_id, data_dir())
             except publishing.PublicationRefused as exc:
                 record_unpublished(context, wave, str(exc))
                 raise Failure(description=str(exc)) from None
         tables = publication.tables
         context.log.info(f"wave {wave}: published {len(tables)} tables ({sum(tables.values())} rows) of run "
-                         f"{context.run_id} in {duckdb_path()}")
+                         f"{context.run.run_id} in {duckdb_path()}")
         record_published(context, wave, publication, duckdb_path())
         return MaterializeResult(metadata={
             "dagster/row_count": 1,

@@ -49,3 +49,68 @@ def test_a_wave_runs_through_a_postgres_instance(postgres_home, data_env):
     assert summary.code == 0
     assert all(passed or severity == "WARN" for passed, severity in summary.checks["pg"].values())
     assert count_runs() == before + 2  # the wave's run and the cross-wave run are stored in PostgreSQL
+
+
+# An analyst polling the serving file while two machines publish: here two processes on one
+# PostgreSQL instance and one data folder.
+WATCHER = """
+import json, os, sys, time
+import duckdb
+path, stop, out = sys.argv[1:4]
+seen = {"opens": 0, "failures": [], "waves": []}
+while not os.path.exists(stop):
+    if os.path.exists(path):
+        try:
+            with duckdb.connect(path, read_only=True) as con:
+                seen["opens"] += 1
+                waves = [w for (w,) in con.execute("select distinct wave from analysis.sample_flow order by 1").fetchall()]
+                published = [w for (w,) in con.execute("select distinct wave from publish.wave_versions "
+                                                       "where wave <> 'cross_wave' order by 1").fetchall()]
+                assert waves == published, (waves, published)
+                if waves not in seen["waves"]:
+                    seen["waves"].append(waves)
+        except Exception as exc:
+            seen["failures"].append(f"{type(exc).__name__}: {exc}")
+    time.sleep(0.2)
+json.dump(seen, open(out, "w"))
+"""
+
+
+def test_two_processes_on_one_instance_publish_in_turn(postgres_home, data_env, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from dagster import DagsterEventType, EventRecordsFilter, RunsFilter
+
+    with DagsterInstance.get() as instance:
+        instance.upgrade()
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+    schools = [dict(s, distributed="150") for s in DISTRIBUTION]
+    waves = ["pga", "pgb"]
+    for i, wave in enumerate(waves):
+        write_wave(data_env / "raw" / wave, varied_rows(300, seed=20 + i), wave=wave, distribution=schools)
+    serving = data_env / "warehouse" / "lbc.duckdb"
+    stop = tmp_path / "stop"
+    watcher = subprocess.Popen([sys.executable, "-c", WATCHER, str(serving), str(stop), str(tmp_path / "seen.json")])
+    runs = [subprocess.Popen([sys.executable, "-m", "lbc_pipeline.cli", "run", "--wave", wave],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for wave in waves]
+    outputs = [p.communicate(timeout=900)[0] for p in runs]
+    stop.touch()
+    watcher.wait(timeout=60)
+    assert [p.returncode for p in runs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seen["failures"] == [] and seen["opens"] > 0
+    assert seen["waves"][-1] == waves  # both published; every view was whole (the assertion above)
+    # in turn: the two publish steps' intervals, from the instance's event log, do not overlap
+    with DagsterInstance.get() as instance:
+        intervals = []
+        for record in instance.get_run_records(RunsFilter(job_name="lbc_main_job", tags={"dagster/partition": waves})):
+            times = {}
+            for kind in (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS):
+                for event in instance.get_records_for_run(record.dagster_run.run_id, of_type=kind).records:
+                    if event.event_log_entry.step_key == "publish__wave_versions":
+                        times[kind] = event.event_log_entry.timestamp
+            intervals.append((times[DagsterEventType.STEP_START], times[DagsterEventType.STEP_SUCCESS]))
+    (a_start, a_end), (b_start, b_end) = sorted(intervals)
+    assert a_end <= b_start, intervals
