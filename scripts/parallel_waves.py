@@ -4,9 +4,11 @@ Generates `--waves` scaled waves (`lbc generate --n N --seed 100+i`, untimed), t
 each wave's main job as its own process (`lbc run --wave <id>`), first one after another,
 then all at once, each time into a fresh private warehouse and DAGSTER_HOME (migrated
 before the processes start: a fresh SQLite instance opened by several processes at once can
-break). Writers to the one DuckDB file take turns through the warehouse's file lock
-(resources.WarehouseResource), so the parallel runs overlap everything except their writes.
-Every child runs under an address-space limit (`--as-limit`).
+break). Each wave is built in its own working database, so runs of different waves share no
+lock; they meet only at publication (the pool `lbc_publish` and the publication lock). The
+lock waits each publish step reports (`lock_wait_s/working_database`,
+`lock_wait_s/publication`) are printed per wave. Every child runs under an address-space
+limit (`--as-limit`).
 
     .venv/bin/python scripts/parallel_waves.py --waves 4 --n 20000
 """
@@ -58,6 +60,29 @@ def finish(process: subprocess.Popen) -> tuple[int, float, float]:
     return os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
+def lock_waits(env: dict[str, str], waves: list[str]) -> dict[str, tuple[float, float, float]]:
+    """wave -> (lock waits the publish step reported, the publish step's own duration
+    including any wait for the pool's slot), read from the runs' instance."""
+    code = (
+        "import json, sys\n"
+        "from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance\n"
+        "out = {}\n"
+        "with DagsterInstance.get() as instance:\n"
+        "    for wave in sys.argv[1:]:\n"
+        "        record = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(['publish', "
+        "'wave_versions']), asset_partitions=[wave]), limit=1).records[0]\n"
+        "        meta = record.asset_materialization.metadata\n"
+        "        steps = {e.dagster_event.event_type: e.timestamp for e in instance.all_logs(record.run_id, of_type="
+        "{DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS}) if e.step_key == 'publish__wave_versions'}\n"
+        "        out[wave] = [meta['lock_wait_s/working_database'].value, meta['lock_wait_s/publication'].value,"
+        " steps[DagsterEventType.STEP_SUCCESS] - steps[DagsterEventType.STEP_START]]\n"
+        "print(json.dumps(out))\n")
+    import json
+
+    done = subprocess.run([sys.executable, "-c", code, *waves], env=env, capture_output=True, text=True, check=True)
+    return {wave: tuple(values) for wave, values in json.loads(done.stdout).items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--waves", type=int, default=4)
@@ -72,7 +97,7 @@ def main() -> int:
             subprocess.run([str(BIN / "lbc"), "generate", "--n", str(args.n), "--seed", str(100 + i), "--wave", wave,
                             "--out", str(tmp / "waves" / wave)], check=True, stdout=subprocess.DEVNULL)
             waves[wave] = tmp / "waves" / wave
-        rows = []
+        rows, waits = [], {}
         for mode in ("sequence", "parallel"):
             env = environment(tmp / mode, waves)
             load = os.getloadavg()[0]
@@ -87,12 +112,18 @@ def main() -> int:
             wall = time.perf_counter() - started
             rows.append((mode, wall, sum(r[1] for r in results), max(r[2] for r in results),
                          [r[0] for r in results], load, os.getloadavg()[0]))
+            waits[mode] = lock_waits(env, list(waves))
     print(f"\n{args.waves} waves of {args.n:,} questionnaires; machine: {os.cpu_count()} cores\n")
     print("| mode | wall (s) | CPU, all processes (s) | largest peak RSS (MB) | exit codes | load before -> after |")
     print("|---|---:|---:|---:|---|---|")
     for mode, wall, cpu, rss, codes, before, after in rows:
         print(f"| {mode} | {wall:.1f} | {cpu:.1f} | {rss:.0f} | {codes} | {before:.2f} -> {after:.2f} |")
     print(f"\nparallel / sequence wall time: {rows[1][1] / rows[0][1]:.2f}")
+    print("\n| mode | wave | waited for the working database (s) | waited for the publication lock (s) | publish step (s) |")
+    print("|---|---|---:|---:|---:|")
+    for mode, found in waits.items():
+        for wave, (working, publication, step) in found.items():
+            print(f"| {mode} | {wave} | {working:.2f} | {publication:.2f} | {step:.2f} |")
     return 0 if all(c == 0 for row in rows for c in row[4]) else 1
 
 

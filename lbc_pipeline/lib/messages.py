@@ -52,16 +52,16 @@ def explain_failure(errors: list[tuple[str, str]], where: str) -> str:
 
 
 def preflight(warehouse: Path) -> str | None:
-    """Why a run on `warehouse` cannot start (None when it can): a folder that cannot be
-    created or written, too little free space, or the warehouse held by another process."""
-    from lbc_pipeline.lib.io.warehouse import WarehouseLockTimeout, exclusive_file_lock, lock_path
-
+    """Why a run publishing to the serving file `warehouse` cannot start (None when it can):
+    a folder that cannot be created or written, or too little free space. The serving file
+    itself is never opened (publications replace it by a rename), so whoever holds it open,
+    read-only or not, never stops a run."""
     folder = warehouse.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return explain_failure([("OSError", f"[Errno {exc.errno}] {exc.strerror}")], str(folder))
-    if not os.access(folder, os.W_OK) or (warehouse.exists() and not os.access(warehouse, os.W_OK)):
+    if not os.access(folder, os.W_OK):
         return explain_failure([("OSError", "Permission denied")], str(folder))
     try:
         probe = folder / f".lbc-write-test-{os.getpid()}"
@@ -74,18 +74,5 @@ def preflight(warehouse: Path) -> str | None:
         free = shutil.disk_usage(folder).free / 1024 / 1024
         return (f"the disk holding {folder} has {free:.0f} MB free, less than the {MIN_FREE_BYTES // 1024 // 1024} MB "
                 "a run needs. Free some space and run again.")
-    if not warehouse.exists():
-        return None
-    import duckdb
-
-    # Another lbc run holding the pipeline's lock is fine (runs take turns); a DuckDB CLI or
-    # notebook holding the file itself, outside that lock, would fail every step.
-    try:
-        with exclusive_file_lock(lock_path(warehouse), timeout_s=2.0):
-            try:
-                duckdb.connect(str(warehouse)).close()
-            except duckdb.IOException as exc:
-                return explain_failure([("IOException", str(exc))], str(warehouse))
-    except WarehouseLockTimeout:
-        return None
+    return None
     return None

@@ -24,7 +24,13 @@ REFERENCE = PROJECT_ROOT / "data" / "raw" / "2019"
 
 
 def connect(data: Path) -> duckdb.DuckDBPyConnection:
+    """The serving file: what consumers read."""
     return duckdb.connect(str(data / "warehouse" / "lbc.duckdb"), read_only=True)
+
+
+def working(data: Path, wave: str) -> duckdb.DuckDBPyConnection:
+    """A wave's working database (restricted tier: raw layer, personal data)."""
+    return duckdb.connect(str(data / "restricted" / "waves" / wave / "work.duckdb"), read_only=True)
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +73,13 @@ def test_every_check_passes_on_the_reference_wave(reference_run):
 
 def test_no_personal_data_outside_raw(reference_run):
     _, data, _ = reference_run
-    with connect(data) as con:
+    with working(data, "2019") as con:
         names = {r[0] for r in con.execute(
             "select student_name from raw.questionnaires where student_name is not null "
             "union select student_no from raw.questionnaires where student_no is not null").fetchall()}
-        assert len(names) > 900
+    assert len(names) > 900
+    with connect(data) as con:
+        assert con.execute("select count(*) from duckdb_tables() where schema_name = 'raw'").fetchone()[0] == 0
         columns = con.execute(
             "select table_schema, table_name, column_name from information_schema.columns "
             "where table_schema <> 'raw' and data_type = 'VARCHAR' and table_catalog = current_database()").fetchall()
@@ -85,7 +93,12 @@ def test_no_personal_data_outside_raw(reference_run):
 
 def test_every_table_and_column_is_documented(reference_run):
     _, data, _ = reference_run
-    with connect(data) as con:
+    for con in (connect(data), working(data, "2019")):
+        _documented(con)
+
+
+def _documented(con) -> None:
+    with con:
         tables = con.execute(
             "select schema_name, table_name from duckdb_tables() where comment is null").fetchall()
         columns = con.execute(
@@ -114,11 +127,13 @@ def test_a_small_wave_runs_end_to_end_and_bad_delivery_is_rejected(data_env):
     broken = write_wave(data_env / "raw" / "broken", rows, wave="broken", distribution=schools)
     (broken / "questionnaires.csv").write_text("qid,school_id\nQ1,S1\n")
     assert run_waves(["broken"]).code == 1
-    with connect(data_env) as con:
+    with working(data_env, "broken") as con:
         rejected = con.execute("select wave, column_name, reason from raw.rejected_files").fetchall()
-        tables = {r[0] for r in con.execute("select distinct wave from raw.questionnaires").fetchall()}
+        raw_tables = con.execute("select table_name from duckdb_tables() where table_name = 'questionnaires'").fetchall()
     assert rejected[0][0] == "broken" and rejected[0][1] == "class_id"
-    assert tables == {"small"}  # nothing of the broken delivery was written
+    assert raw_tables == []  # nothing of the broken delivery was written
+    with connect(data_env) as con:
+        assert {r[0] for r in con.execute("select distinct wave from analysis.sample_flow").fetchall()} == {"small"}
 
 
 def chromium() -> str:

@@ -394,18 +394,16 @@ JOB_CASES = ["negative_count", "symlink_outside", "nul_byte_in_qid", "wave_id_tr
 
 
 def _snapshot(data: Path, outside: Path) -> dict[str, str]:
-    """Digests of what consumers see (the consumer schemas, publish.wave_versions and the
-    published files) and of the files outside the data folder. A refused run's own pending
-    rows (the interview strand's loader runs beside the survey's raw step) are left out:
-    they are never published, and the next run of the wave discards them."""
+    """Digests of what consumers see (the serving file and the published files) and of the
+    files outside the data folder. The restricted tier (the wave's working database and
+    files, where a refused run's raw step records the refusal) is left out: it is never
+    published, and the next run of the wave starts it anew."""
     from lbc_pipeline.lib.io.fingerprint import file_digests, table_digests
 
-    tables = {k: v for k, v in table_digests(data / "warehouse" / "lbc.duckdb").items()
-              if not k.split(".")[0].endswith("_pending") and k != "publish.pending_writes"}
-    tables.pop("raw.rejected_files", None)
+    tables = table_digests(data / "warehouse" / "lbc.duckdb")
     return {**{f"table {k}": v for k, v in tables.items()},
             **{f"data/{k}": v for k, v in file_digests(data).items()
-               if not k.startswith(("raw/", "warehouse/"))},
+               if not k.startswith(("raw/", "warehouse/", "restricted/"))},
             **{f"outside/{k}": v for k, v in file_digests(outside).items()}}
 
 
@@ -450,7 +448,7 @@ def test_refusals_leave_the_warehouse_as_it_was(env):
             # manifest and may refuse it too; nothing else runs
             assert "load_raw_wave" in failed and set(failed) <= {"load_raw_wave", "load_interviews"}, (case, failed)
             assert _snapshot(data, outside) == before, case
-            with duckdb.connect(str(data / "warehouse" / "lbc.duckdb"), read_only=True) as con:
+            with duckdb.connect(str(data / "restricted" / "waves" / WAVE / "work.duckdb"), read_only=True) as con:
                 assert con.execute("select count(*) from raw.rejected_files").fetchone()[0] == number, case
         # wave_id_traversal: '../../x' from data/artifacts/<wave> or data/reports/<wave> is never made
         assert not (env / "x").exists() and not (data / "x").exists()
@@ -460,9 +458,10 @@ def test_refusals_leave_the_warehouse_as_it_was(env):
         full_width(folder, env)
         assert job.execute_in_process(instance=instance, partition_key=WAVE, raise_on_error=False,
                                       run_config=run_config).success
-    with duckdb.connect(str(data / "warehouse" / "lbc.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(data / "restricted" / "waves" / WAVE / "work.duckdb"), read_only=True) as con:
         notes = con.execute("select source_row, column_name, kind, delivered, read_as from raw.read_notes "
                             "where wave = ? order by source_row", [WAVE]).fetchall()
+    with duckdb.connect(str(data / "warehouse" / "lbc.duckdb"), read_only=True) as con:
         belong = con.execute("select belong from staging.questionnaires where wave = ? and source_row = 2",
                              [WAVE]).fetchone()
     assert notes == [(2, "belong", "nfkc", "３", "3"), (3, "dep1", "nfkc", "－９", "-9"),

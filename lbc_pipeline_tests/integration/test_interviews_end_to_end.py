@@ -6,8 +6,8 @@ without interviews.
 Interviews are an optional, separately delivered part of a wave: whatever happens to them
 must not change the survey's results. A wave is published as a unit (lib/io/publish.py), so
 a run whose interview strand failed is not published: the survey results it computed stay in
-the pending tables (`<schema>_pending`) and consumers keep the previous version (here:
-nothing), until the interviews are fixed or removed and the wave is run again.
+the wave's working database and consumers keep the previous version (here: nothing), until
+the interviews are fixed or removed and the wave is run again.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _wave(data: Path, wave: str, interviews: bool) -> Path:
 
 def _rows(con, table: str, wave: str) -> pl.DataFrame:
     frame = con.sql(f"select * from {table} where wave = $w", params={"w": wave}).pl()
-    frame = frame.drop("wave", *[c for c in ("t_value", "p_value", "pending_run") if c in frame.columns])
+    frame = frame.drop("wave", *[c for c in ("t_value", "p_value") if c in frame.columns])
     keys = [c for c, dtype in frame.schema.items() if not dtype.is_float()]
     return frame.sort(keys)
 
@@ -103,26 +103,34 @@ def test_no_interviews_and_hostile_interviews_leave_the_survey_as_it_is(data_env
     report = (data_env / "reports" / "plain" / "report.html").read_text(encoding="utf-8")
     assert "delivered no interviews" in report
     survey_checks = {k: v for k, v in plain_checks.items() if not k.startswith(("interview_", "no_raw_names"))}
+    def working(wave):
+        return duckdb.connect(str(data_env / "restricted" / "waves" / wave / "work.duckdb"), read_only=True)
+
     with duckdb.connect(str(data_env / "warehouse" / "lbc.duckdb"), read_only=True) as con:
-        rejected = {w: (f, r) for w, f, r in con.execute("select wave, file, reason from raw.rejected_files").fetchall()}
+        rejected = {}
+        for wave in HOSTILE:
+            with working(wave) as work:
+                if work.execute("select count(*) from duckdb_tables() where table_name = 'rejected_files'").fetchone()[0]:
+                    rejected.update({w: (f, r) for w, f, r in work.execute(
+                        "select wave, file, reason from raw.rejected_files").fetchall()})
         assert set(rejected) == {w for w, (_, message) in HOSTILE.items() if message}
         for wave, (_, message) in HOSTILE.items():
             # the survey's checks ran with the plain wave's outcomes
             assert {k: v for k, v in summary.checks[wave].items() if k in survey_checks} == survey_checks, wave
             # the survey strand's results are those of the same questionnaires without interviews:
-            # published for the quarantine case, pending (computed, not published) when the
-            # interview strand failed
-            schema = (lambda t: t) if not message else (lambda t: t.replace(".", "_pending.", 1))
+            # published for the quarantine case, in the wave's working database (computed, not
+            # published) when the interview strand failed
+            source = con if not message else working(wave)
             for table in SURVEY_TABLES:
-                assert_frame_equal(_rows(con, schema(table), wave), _rows(con, table, "plain"), abs_tol=1e-9)
+                assert_frame_equal(_rows(source, table, wave), _rows(con, table, "plain"), abs_tol=1e-9)
             if message:  # a clear error naming the file; nothing of the interviews written
                 assert message in rejected[wave][1], wave
                 assert "interview_registry_matches_design" not in summary.checks[wave]
-                for table in ("raw.interviews", "staging.interviews", "marts.triangulation",
-                              "raw_pending.interviews", "staging_pending.interviews", "marts_pending.triangulation"):
-                    if con.execute("select count(*) from duckdb_tables() where schema_name || '.' || table_name = ?",
-                                   [table]).fetchall()[0][0]:
-                        assert con.execute(f"select count(*) from {table} where wave = ?", [wave]).fetchall()[0][0] == 0
+                for table in ("raw.interviews", "staging.interviews", "marts.triangulation"):
+                    if source.execute("select count(*) from duckdb_tables() where schema_name || '.' || table_name = ?",
+                                      [table]).fetchall()[0][0]:
+                        assert source.execute(f"select count(*) from {table} where wave = ?", [wave]).fetchall()[0][0] == 0
+                source.close()
                 # not published: consumers see nothing of the wave
                 assert con.execute("select count(*) from analysis.sample_flow where wave = ?", [wave]).fetchall()[0][0] == 0
                 assert not (data_env / "reports" / wave).exists()
@@ -135,7 +143,7 @@ def test_no_interviews_and_hostile_interviews_leave_the_survey_as_it_is(data_env
         assert summary.checks["unknowncode"]["interview_rows_pass_the_rules"] == (False, "WARN")
         for example in ("examples/05_interviews_joint_display", "examples/06_interview_quarantine"):
             assert con.sql(read_sql(example)).fetchall()  # the users' queries run
-    for report in (data_env / "reports" / ".versions" / "xxe").glob("*/report.html"):  # the run's own, unpublished
+    for report in (data_env / "restricted" / "waves" / "xxe" / "reports").glob("report.html"):  # unpublished
         assert "root:" not in report.read_text(encoding="utf-8")
 
 
@@ -151,21 +159,19 @@ def test_a_missing_interview_fails_the_registry_check_and_blocks_the_joint_displ
     summary = run_waves(["short"])
     assert summary.code == 1
     assert summary.checks["short"]["interview_registry_matches_design"] == (False, "ERROR")
-    # the run is not published: what it computed is in the pending tables and its own folder
-    with duckdb.connect(str(data_env / "warehouse" / "lbc.duckdb"), read_only=True) as con:
+    # the run is not published: what it computed is in the wave's working database and files
+    assert not (data_env / "warehouse" / "lbc.duckdb").exists()  # the only wave: nothing published
+    with duckdb.connect(str(data_env / "restricted" / "waves" / "short" / "work.duckdb"), read_only=True) as con:
         registry_rows = dict(con.execute(
-            "select grp, n_interviews from marts_pending.interview_registry where wave = 'short' "
+            "select grp, n_interviews from marts.interview_registry where wave = 'short' "
             "and dimension = 'role_group'").fetchall())
         assert registry_rows["grandparent"] == 2
-        tables = {r[0] for r in con.execute(
-            "select table_name from duckdb_tables() where schema_name in ('marts', 'marts_pending')").fetchall()}
+        tables = {r[0] for r in con.execute("select table_name from duckdb_tables() where schema_name = 'marts'").fetchall()}
         assert "triangulation" not in tables  # blocked: never built
-        assert con.execute("select count(*) from marts_pending.hypotheses where wave = 'short'").fetchall()[0][0] == 6
-        published = {r[0] for r in con.execute("select table_name from duckdb_tables() where schema_name = 'marts'").fetchall()}
-        assert published == set()  # the only wave was not published: no mart has a row
+        assert con.execute("select count(*) from marts.hypotheses where wave = 'short'").fetchall()[0][0] == 6
         quarantined = con.execute(
-            "select distinct rule from staging_pending.interview_quarantine where wave = 'short'").fetchall()
+            "select distinct rule from staging.interview_quarantine where wave = 'short'").fetchall()
         assert quarantined == [("unknown_interview",)]  # the removed interview's segments
-    (report,) = (data_env / "reports" / ".versions" / "short").glob("*/report.html")
+    report = data_env / "restricted" / "waves" / "short" / "reports" / "report.html"
     assert "section:interviews" not in report.read_text(encoding="utf-8")
     assert not (data_env / "reports" / "short").exists()

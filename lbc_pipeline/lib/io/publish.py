@@ -198,6 +198,10 @@ def start_working_state(con: duckdb.DuckDBPyConnection, wave: str, run: str,
         con.execute(f"create or replace table {WORKING_RUN} (run_id varchar not null, started_at timestamp not null)")
         con.execute(f"insert into {WORKING_RUN} values (?, ?)",
                     [run, dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)])
+        con.execute(f"comment on table {WORKING_RUN} is 'The run of the whole wave that this working state belongs "
+                    "to (one row): the next such run starts the working state anew'")
+        con.execute(f"comment on column {WORKING_RUN}.run_id is 'Dagster run id'")
+        con.execute(f"comment on column {WORKING_RUN}.started_at is 'When the run started the working state (UTC)'")
     for kind in FILE_KINDS:
         shutil.rmtree(working_dir(wave) / kind, ignore_errors=True)
     return dropped
