@@ -24,6 +24,9 @@ What the reader refuses, and what it changes (each change is a `ReadNote`, kept 
   not applicable), or, without a label, Stata's .a/.b/.c to -9/-8/-7;
 - qids that differ only in case are one questionnaire: variants are rewritten to the first
   spelling in the file (so that staging sees them as duplicates) and reported.
+
+A file's bytes are read once: the bytes parsed are the bytes whose sha256 and size the load
+log records (`read_file_bytes`).
 """
 
 from __future__ import annotations
@@ -277,8 +280,18 @@ def locate_byte(data: bytes, position: int, encoding: str) -> tuple[int | None, 
 
 
 # --------------------------------------------------------------------------- readers
-def _read_csv(path: Path) -> tuple[pl.DataFrame, str, dict, list[ReadNote]]:
-    text, encoding = decode_csv_bytes(path, path.read_bytes())
+def read_file_bytes(path: Path) -> bytes:
+    """The file's bytes, read once: the reader parses these bytes and hashes these bytes, so the
+    digest recorded is the digest of what was read even when the file is replaced meanwhile."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise RawFileError(path, f"cannot be read ({exc.strerror})") from None
+
+
+def _read_csv(path: Path, data: bytes | None = None) -> tuple[pl.DataFrame, str, dict, list[ReadNote]]:
+    text, encoding = decode_csv_bytes(path, path.read_bytes() if data is None else data)
     frame = parse_csv(path, text)
     notes = []
     if "\r" in text and "\n" not in text:
@@ -370,9 +383,9 @@ def _check_header_names(path: Path, header: list[str]) -> None:
         seen[key] = name
 
 
-def _read_excel(path: Path) -> tuple[pl.DataFrame, None, dict, list[ReadNote]]:
+def _read_excel(path: Path, data: bytes | None = None) -> tuple[pl.DataFrame, None, dict, list[ReadNote]]:
     try:
-        frame = pl.read_excel(path, infer_schema_length=0)
+        frame = pl.read_excel(path if data is None else io.BytesIO(data), infer_schema_length=0)
     except Exception as exc:  # fastexcel raises its own types
         raise RawFileError(path, f"not a readable xlsx workbook ({_first_line(exc)})") from None
     # Date cells come back as "YYYY-MM-DD 00:00:00": keep the date as data entry typed it.
@@ -380,7 +393,7 @@ def _read_excel(path: Path) -> tuple[pl.DataFrame, None, dict, list[ReadNote]]:
     return frame, None, {}, []
 
 
-def _read_stat(path: Path, kind: str) -> tuple[pl.DataFrame, str | None, dict, list[ReadNote]]:
+def _read_stat(path: Path, kind: str, data: bytes | None = None) -> tuple[pl.DataFrame, str | None, dict, list[ReadNote]]:
     import pyreadstat
 
     reader = pyreadstat.read_sav if kind == "sav" else pyreadstat.read_dta
@@ -388,7 +401,8 @@ def _read_stat(path: Path, kind: str) -> tuple[pl.DataFrame, str | None, dict, l
         # user_missing: SPSS files often declare -9/-8/-7 as user-missing values, Stata files
         # use extended missing values .a-.z: read them as what they are, so their reasons
         # (refused, don't know, not applicable) survive (see `map_declared_missing`).
-        pdf, meta = reader(str(path), apply_value_formats=False, user_missing=True)
+        source = str(path) if data is None else io.BytesIO(data)
+        pdf, meta = reader(source, apply_value_formats=False, user_missing=True)
     except Exception as exc:  # pyreadstat.ReadstatError and friends
         raise RawFileError(path, f"not a readable {kind} file ({_first_line(exc)})") from None
     columns = {}
@@ -486,9 +500,9 @@ def map_declared_missing(file: str, columns: dict[str, list], declared: dict[str
     return out, notes
 
 
-def _read_parquet(path: Path) -> tuple[pl.DataFrame, None, dict, list[ReadNote]]:
+def _read_parquet(path: Path, data: bytes | None = None) -> tuple[pl.DataFrame, None, dict, list[ReadNote]]:
     try:
-        frame = pl.read_parquet(path)
+        frame = pl.read_parquet(path if data is None else io.BytesIO(data))
     except Exception as exc:
         raise RawFileError(path, f"not a readable parquet file ({_first_line(exc)})") from None
     return _frame_as_text(frame), None, {}, []
@@ -536,6 +550,14 @@ READERS = {
     "dta": lambda p: _read_stat(p, "dta"),
     "parquet": _read_parquet,
 }
+# The survey files' readers of the bytes already read (`read_raw_file`).
+PARSERS = {
+    "csv": _read_csv,
+    "xlsx": _read_excel,
+    "sav": lambda p, data: _read_stat(p, "sav", data),
+    "dta": lambda p, data: _read_stat(p, "dta", data),
+    "parquet": _read_parquet,
+}
 
 
 # --------------------------------------------------------------------------- headers
@@ -568,12 +590,16 @@ def match_columns(path: Path, frame: pl.DataFrame, role: str) -> tuple[pl.DataFr
 
 def read_raw_file(path: Path, role: str, folder: Path | None = None) -> LoadedFile:
     """Read one raw file of a wave (`role` = questionnaires or distribution); `folder` (default:
-    the file's own folder) is where the file must live (`check_regular_file`)."""
+    the file's own folder) is where the file must live (`check_regular_file`).
+
+    The file's bytes are read once (`read_file_bytes`): those bytes are parsed, and their
+    sha256 and size are what the load log records."""
     ext = path.suffix.lower().lstrip(".")
     if ext not in READERS:
         raise RawFileError(path, f"unsupported format .{ext}")
     target = check_regular_file(path, folder or path.parent)
-    frame, encoding, labels, notes = READERS[ext](path)
+    data = read_file_bytes(path)
+    frame, encoding, labels, notes = PARSERS[ext](path, data)
     notes = list(notes)
     if target is not None:
         notes.append(ReadNote(path.name, None, None, "symlink", path.name, str(target.relative_to(
@@ -606,8 +632,8 @@ def read_raw_file(path: Path, role: str, folder: Path | None = None) -> LoadedFi
         frame=frame,
         format=ext,
         encoding=encoding,
-        sha256=file_sha256(path),
-        size_bytes=path.stat().st_size,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
         extra_columns=extras,
         value_labels=labels,
         notes=tuple(notes),
