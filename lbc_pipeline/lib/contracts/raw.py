@@ -53,7 +53,7 @@ register("raw.rejected_files", pa.DataFrameSchema({
 
 # The changes the raw reader (lib/raw/reading.py) made to delivered values, as lib/raw/loading.py records them.
 READ_NOTE_KINDS = ("nfkc", "qid_variant", "stata_extended_missing", "spss_user_missing", "symlink", "line_endings",
-                   "sheet_read", "sheet_skipped")
+                   "sheet_read", "sheet_skipped", "date_form")
 
 READ_NOTES_SCHEMA = register("raw.read_notes", pa.DataFrameSchema({
     "wave": pa.Column(pl.String, description="Wave id (from wave.yaml, else the folder name)"),
@@ -66,7 +66,8 @@ READ_NOTES_SCHEMA = register("raw.read_notes", pa.DataFrameSchema({
         "in case, read as the first spelling), stata_extended_missing / spss_user_missing (mapped to a "
         "special code), symlink (a link to a file inside the wave folder, read), line_endings (CR-only lines), "
         "sheet_read / sheet_skipped (a sheet of a workbook of several sheets read, or skipped as a cover or "
-        "notes sheet)")),
+        "notes sheet), date_form (dates of one form, such as Excel serial numbers or 2021年4月4日, read as "
+        "YYYY-MM-DD: one note per column and form)")),
     "delivered": pa.Column(pl.String, nullable=True, description="The value as delivered (at most 40 characters)"),
     "read_as": pa.Column(pl.String, nullable=True, description="The value as read into the raw layer (at most 40 characters)"),
     "note": pa.Column(pl.String, description="The note in words"),

@@ -27,7 +27,10 @@ What the reader refuses, and what it changes (each change is a `ReadNote`, kept 
 - xlsx: every sheet is looked at (`read_workbook`); the rows of every sheet whose first row
   is the role's header are read, a cover or notes sheet is skipped (noted), and a workbook of
   several sheets gives each row its sheet and row there (`source_sheet`, `sheet_row`);
-  sheets whose headers disagree, or no sheet with the header, are refused naming the sheets.
+  sheets whose headers disagree, or no sheet with the header, are refused naming the sheets;
+- survey dates delivered as Excel serial numbers or in the Chinese forms (2021年4月4日,
+  2021.4.4, 2021/4/4, 20210404, ...) are read as YYYY-MM-DD, one note per form
+  (`normalise_dates`; the rules are in `lib/staging/dates.py`).
 
 A file's bytes are read once: the bytes parsed are the bytes whose sha256 and size the load
 log records (`read_file_bytes`).
@@ -43,7 +46,9 @@ import json
 import math
 import os
 import stat
+import re
 import unicodedata
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +57,7 @@ import polars as pl
 
 from lbc_pipeline.codebook import load_codebook
 from lbc_pipeline.config import SUPPORTED_EXTENSIONS
+from lbc_pipeline.lib.staging.dates import read_date
 
 ROW_COLUMN = "_row"
 # A workbook of more than one sheet: the sheet each row comes from, and its data row there
@@ -430,6 +436,7 @@ class Workbook:
 
     frame: pl.DataFrame
     notes: tuple[ReadNote, ...]
+    date1904: bool
 
 
 @dataclass(frozen=True)
@@ -450,6 +457,18 @@ class _SheetLook:
         if not self.missing:
             return "data"
         return "partial" if self.known else "other"
+
+
+def workbook_date1904(data: bytes) -> bool:
+    """Whether an xlsx workbook counts dates in the 1904 system (`<workbookPr date1904="1"/>`
+    in xl/workbook.xml); False when it does not say (the 1900 system, Excel's default)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            text = archive.read("xl/workbook.xml")[:1 << 16].decode("utf-8", errors="replace")
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return False
+    match = re.search(r"<(?:\w+:)?workbookPr\b[^>]*\bdate1904\s*=\s*[\"'](1|true)[\"']", text)
+    return match is not None
 
 
 def _cell_names(row: tuple) -> list[str | None]:
@@ -571,7 +590,7 @@ def read_workbook(path: Path, data: bytes, role: str) -> Workbook:
             start = end + 1
         frames.append(frame)
     frame = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-    return Workbook(frame, tuple(notes))
+    return Workbook(frame, tuple(notes), workbook_date1904(data))
 
 
 def _sheets(looks) -> str:
@@ -829,9 +848,10 @@ def read_raw_file(path: Path, role: str, folder: Path | None = None) -> LoadedFi
         raise RawFileError(path, f"unsupported format .{ext}")
     target = check_regular_file(path, folder or path.parent)
     data = read_file_bytes(path)
+    date1904 = False
     if ext == "xlsx":
         workbook = read_workbook(path, data, role)
-        frame, encoding, labels, notes = workbook.frame, None, {}, workbook.notes
+        frame, encoding, labels, notes, date1904 = workbook.frame, None, {}, workbook.notes, workbook.date1904
     else:
         frame, encoding, labels, notes = PARSERS[ext](path, data)
     notes = list(notes)
@@ -855,6 +875,8 @@ def read_raw_file(path: Path, role: str, folder: Path | None = None) -> LoadedFi
     frame = frame.with_columns(
         [pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c) for c in frame.columns]
     )
+    frame, date_notes = normalise_dates(path.name, frame, role, date1904)
+    notes += date_notes
     if "qid" in frame.columns:
         frame, qid_notes = unify_qid_variants(path.name, frame)
         notes += qid_notes
@@ -890,6 +912,47 @@ def _refuse_nul_cells(path: Path, frame: pl.DataFrame, location: pl.DataFrame | 
             index = int(hits[0])
             where = row_location(location.row(index, named=True)) if location is not None else {"row": index + 1}
             raise RawFileError(path, "a NUL byte is inside the cell; remove it and re-export", column=name, **where)
+
+
+def date_columns(role: str) -> list[str]:
+    """The codebook's date columns of a role (survey_date for the questionnaires)."""
+    return [v.name for v in load_codebook().file_variables(role) if v.kind == "date"]
+
+
+def normalise_dates(file: str, frame: pl.DataFrame, role: str, date1904: bool = False
+                    ) -> tuple[pl.DataFrame, list[ReadNote]]:
+    """Dates delivered in another form than YYYY-MM-DD (Excel serial numbers, 2021年4月4日,
+    2021.4.4, 2021/4/4, 20210404, ...: the forms and rules of `lib/staging/dates.py`) read
+    as YYYY-MM-DD, in every date column of the role; `date1904`: the workbook counts serial
+    numbers in the 1904 system. One note per column and form found, with how many values;
+    a value in no form read is left as delivered (staging quarantines it, column named).
+    Only the distinct values not already YYYY-MM-DD are looked at."""
+    notes, updates = [], []
+    for name in date_columns(role):
+        if name not in frame.columns:
+            continue
+        others = (frame.select(pl.col(name).filter(~pl.col(name).str.contains(r"^\d{4}-\d{2}-\d{2}$")))
+                  .to_series())
+        if not others.len():
+            continue
+        counts = dict(others.value_counts().iter_rows())
+        read: dict[str, str] = {}
+        forms: dict[str, list] = {}  # form -> [values, the first delivered, its reading]
+        for value in others.unique(maintain_order=True).to_list():
+            found = read_date(value, date1904)
+            if found is None:
+                continue
+            read[value] = found.iso
+            entry = forms.setdefault(found.form, [0, value, found.iso])
+            entry[0] += counts[value]
+        if not read:
+            continue
+        updates.append(pl.col(name).replace(read).alias(name))
+        for form, (count, example, iso) in forms.items():
+            notes.append(ReadNote(file, None, name, "date_form", example[:CELL_SHOWN], iso,
+                                  f"{count} value(s) of {name} delivered as {form} (e.g. {shown(example)}) "
+                                  "read as YYYY-MM-DD dates"))
+    return (frame.with_columns(updates) if updates else frame), notes
 
 
 def width_normalised_columns(role: str) -> list[str]:
