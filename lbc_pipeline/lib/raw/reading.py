@@ -45,8 +45,8 @@ import io
 import json
 import math
 import os
-import stat
 import re
+import stat
 import unicodedata
 import zipfile
 from collections.abc import Mapping
@@ -514,7 +514,8 @@ def read_workbook(path: Path, data: bytes, role: str) -> Workbook:
         raise RawFileError(path, "the workbook has no sheet")
     expected = [v.name for v in load_codebook().file_variables(role)]
 
-    def load(name: str, n_rows: int | None = None) -> pl.DataFrame:
+    def load(name: str, n_rows: int | None = None) -> tuple[pl.DataFrame, bool]:
+        """The sheet's cells as text (no header row), and whether it is hidden."""
         try:
             sheet = reader.load_sheet(name, header_row=None, n_rows=n_rows, dtypes="string")
             return pl.DataFrame(sheet.to_arrow()), sheet.visible != "visible"
