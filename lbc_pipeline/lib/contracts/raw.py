@@ -52,7 +52,8 @@ register("raw.rejected_files", pa.DataFrameSchema({
 
 
 # The changes the raw reader (lib/raw/reading.py) made to delivered values, as lib/raw/loading.py records them.
-READ_NOTE_KINDS = ("nfkc", "qid_variant", "stata_extended_missing", "spss_user_missing", "symlink", "line_endings")
+READ_NOTE_KINDS = ("nfkc", "qid_variant", "stata_extended_missing", "spss_user_missing", "symlink", "line_endings",
+                   "sheet_read", "sheet_skipped", "date_form")
 
 READ_NOTES_SCHEMA = register("raw.read_notes", pa.DataFrameSchema({
     "wave": pa.Column(pl.String, description="Wave id (from wave.yaml, else the folder name)"),
@@ -63,7 +64,10 @@ READ_NOTES_SCHEMA = register("raw.read_notes", pa.DataFrameSchema({
     "kind": pa.Column(pl.String, pa.Check.isin(READ_NOTE_KINDS), description=(
         "What the reader did: nfkc (full-width characters normalised), qid_variant (a qid differing only "
         "in case, read as the first spelling), stata_extended_missing / spss_user_missing (mapped to a "
-        "special code), symlink (a link to a file inside the wave folder, read), line_endings (CR-only lines)")),
+        "special code), symlink (a link to a file inside the wave folder, read), line_endings (CR-only lines), "
+        "sheet_read / sheet_skipped (a sheet of a workbook of several sheets read, or skipped as a cover or "
+        "notes sheet), date_form (dates of one form, such as Excel serial numbers or 2021年4月4日, read as "
+        "YYYY-MM-DD: one note per column and form)")),
     "delivered": pa.Column(pl.String, nullable=True, description="The value as delivered (at most 40 characters)"),
     "read_as": pa.Column(pl.String, nullable=True, description="The value as read into the raw layer (at most 40 characters)"),
     "note": pa.Column(pl.String, description="The note in words"),

@@ -23,7 +23,17 @@ What the reader refuses, and what it changes (each change is a `ReadNote`, kept 
   instrument's special codes are mapped to them by their value label (refused / don't know /
   not applicable), or, without a label, Stata's .a/.b/.c to -9/-8/-7;
 - qids that differ only in case are one questionnaire: variants are rewritten to the first
-  spelling in the file (so that staging sees them as duplicates) and reported.
+  spelling in the file (so that staging sees them as duplicates) and reported;
+- xlsx: every sheet is looked at (`read_workbook`); the rows of every sheet whose first row
+  is the role's header are read, a cover or notes sheet is skipped (noted), and a workbook of
+  several sheets gives each row its sheet and row there (`source_sheet`, `sheet_row`);
+  sheets whose headers disagree, or no sheet with the header, are refused naming the sheets;
+- survey dates delivered as Excel serial numbers or in the Chinese forms (2021年4月4日,
+  2021.4.4, 2021/4/4, 20210404, ...) are read as YYYY-MM-DD, one note per form
+  (`normalise_dates`; the rules are in `lib/staging/dates.py`).
+
+A file's bytes are read once: the bytes parsed are the bytes whose sha256 and size the load
+log records (`read_file_bytes`).
 """
 
 from __future__ import annotations
@@ -35,8 +45,11 @@ import io
 import json
 import math
 import os
+import re
 import stat
 import unicodedata
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,10 +57,17 @@ import polars as pl
 
 from lbc_pipeline.codebook import load_codebook
 from lbc_pipeline.config import SUPPORTED_EXTENSIONS
+from lbc_pipeline.lib.staging.dates import read_date
 
 ROW_COLUMN = "_row"
+# A workbook of more than one sheet: the sheet each row comes from, and its data row there
+# (1 = the first row under the sheet's header); `_row` then counts the rows of every sheet
+# read, in sheet order, so that it stays one number per row of the file.
+SHEET_COLUMN = "source_sheet"
+SHEET_ROW_COLUMN = "sheet_row"
+LOCATION_COLUMNS = (SHEET_COLUMN, SHEET_ROW_COLUMN)
 # Names the raw layer adds to every row; a delivered column may not take them.
-RESERVED_COLUMNS = ("wave", "source_row", ROW_COLUMN)
+RESERVED_COLUMNS = ("wave", "source_row", ROW_COLUMN, *LOCATION_COLUMNS)
 UTF8_BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # The longest cell the reader accepts (characters): far above any answer, qid or name, low
@@ -86,17 +106,30 @@ class RawFileError(ValueError):
     """A raw file that cannot be loaded; the message names file, row and column."""
 
     def __init__(self, path: Path | str, message: str, row: int | None = None,
-                 column: str | None = None):
+                 column: str | None = None, sheet: str | None = None):
         self.path = Path(path)
         self.row = row
         self.column = column
+        self.sheet = sheet
         self.reason = message
         where = [self.path.name]
+        if sheet is not None:
+            where.append(f"sheet {sheet!r}")
         if row is not None:
             where.append(f"row {row}")
         if column is not None:
             where.append(f"column {column!r}")
         super().__init__(f"{', '.join(where)}: {message}".replace("\n", " "))
+
+
+def row_location(row: Mapping) -> dict:
+    """`RawFileError` keywords that place a row of a read frame (a mapping with `_row`, and
+    `source_sheet` / `sheet_row` when it comes from a workbook of several sheets): the sheet
+    and the row there, else the row of the file."""
+    sheet = row.get(SHEET_COLUMN)
+    if sheet is not None and row.get(SHEET_ROW_COLUMN) is not None:
+        return {"sheet": sheet, "row": int(row[SHEET_ROW_COLUMN])}
+    return {"row": int(row[ROW_COLUMN])}
 
 
 @dataclass(frozen=True)
@@ -277,8 +310,18 @@ def locate_byte(data: bytes, position: int, encoding: str) -> tuple[int | None, 
 
 
 # --------------------------------------------------------------------------- readers
-def _read_csv(path: Path) -> tuple[pl.DataFrame, str, dict, list[ReadNote]]:
-    text, encoding = decode_csv_bytes(path, path.read_bytes())
+def read_file_bytes(path: Path) -> bytes:
+    """The file's bytes, read once: the reader parses these bytes and hashes these bytes, so the
+    digest recorded is the digest of what was read even when the file is replaced meanwhile."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise RawFileError(path, f"cannot be read ({exc.strerror})") from None
+
+
+def _read_csv(path: Path, data: bytes | None = None) -> tuple[pl.DataFrame, str, dict, list[ReadNote]]:
+    text, encoding = decode_csv_bytes(path, path.read_bytes() if data is None else data)
     frame = parse_csv(path, text)
     notes = []
     if "\r" in text and "\n" not in text:
@@ -380,7 +423,228 @@ def _read_excel(path: Path) -> tuple[pl.DataFrame, None, dict, list[ReadNote]]:
     return frame, None, {}, []
 
 
-def _read_stat(path: Path, kind: str) -> tuple[pl.DataFrame, str | None, dict, list[ReadNote]]:
+# --------------------------------------------------------------------------- workbooks
+# A date cell comes back as "YYYY-MM-DD 00:00:00": the date as data entry typed it.
+_MIDNIGHT = r"^(\d{4}-\d{2}-\d{2})[ T]00:00:00(\.0+)?$"
+_UNNAMED = "__UNNAMED__{}"  # an unnamed column with values (polars' name for it); empty ones are dropped
+
+
+@dataclass(frozen=True)
+class Workbook:
+    """A workbook's questionnaire (or distribution) sheets, read: the rows of every sheet that
+    has the header, one frame; `_row`, `source_sheet`, `sheet_row` when it has several sheets."""
+
+    frame: pl.DataFrame
+    notes: tuple[ReadNote, ...]
+    date1904: bool
+
+
+@dataclass(frozen=True)
+class _SheetLook:
+    name: str
+    hidden: bool
+    empty: bool
+    names: tuple[str, ...]  # the first row's names, normalised (case, spaces); unnamed ones left out
+    missing: tuple[str, ...]  # codebook columns of the role the first row lacks
+    known: tuple[str, ...]  # codebook columns of the role it names
+
+    @property
+    def kind(self) -> str:
+        """data (the whole header), partial (some codebook columns: a data-like header that
+        lacks others), empty (no cell) or other (none: a cover or notes sheet)."""
+        if self.empty:
+            return "empty"
+        if not self.missing:
+            return "data"
+        return "partial" if self.known else "other"
+
+
+def workbook_date1904(data: bytes) -> bool:
+    """Whether an xlsx workbook counts dates in the 1904 system (`<workbookPr date1904="1"/>`
+    in xl/workbook.xml); False when it does not say (the 1900 system, Excel's default)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            text = archive.read("xl/workbook.xml")[:1 << 16].decode("utf-8", errors="replace")
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return False
+    match = re.search(r"<(?:\w+:)?workbookPr\b[^>]*\bdate1904\s*=\s*[\"'](1|true)[\"']", text)
+    return match is not None
+
+
+def _cell_names(row: tuple) -> list[str | None]:
+    return [None if v is None or not str(v).strip() else str(v) for v in row]
+
+
+def _names(items, limit: int | None = None) -> str:
+    items = list(items)
+    if limit is not None and len(items) > limit:
+        return ", ".join(items[:limit]) + f" and {len(items) - limit} more"
+    return ", ".join(items)
+
+
+def _quoted(names) -> str:
+    names = [repr(n) for n in names]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def read_workbook(path: Path, data: bytes, role: str) -> Workbook:
+    """Every sheet of an xlsx workbook looked at; the `role`'s rows read from the sheets whose
+    first row is its header (every codebook column of the role, matched as `match_columns`
+    does). Values are text as calamine reads them (a date cell at midnight as YYYY-MM-DD).
+
+    - One such sheet: its rows. Several: all their rows, in sheet order, when their headers
+      name the same columns (case, spaces and order aside); each row keeps its sheet
+      (`source_sheet`) and its row there (`sheet_row`), and a read note per sheet says which
+      rows of the file it gave. Hidden sheets are sheets like the others.
+    - A sheet whose first row names none of the codebook's columns (a cover or notes sheet)
+      or that is empty is skipped, with a read note.
+    - Refused, naming the sheets: a sheet whose first row names some of the codebook's
+      columns but lacks others while another sheet has the whole header, and sheets with the
+      whole header but different further columns (rows would be lost or misplaced); no sheet
+      with the header (each sheet named with what it lacked).
+    """
+    import fastexcel
+
+    try:
+        reader = fastexcel.read_excel(data)
+        sheet_names = list(reader.sheet_names)
+    except Exception as exc:  # fastexcel raises its own types
+        raise RawFileError(path, f"not a readable xlsx workbook ({_first_line(exc)})") from None
+    if not sheet_names:
+        raise RawFileError(path, "the workbook has no sheet")
+    expected = [v.name for v in load_codebook().file_variables(role)]
+
+    def load(name: str, n_rows: int | None = None) -> tuple[pl.DataFrame, bool]:
+        """The sheet's cells as text (no header row), and whether it is hidden."""
+        try:
+            sheet = reader.load_sheet(name, header_row=None, n_rows=n_rows, dtypes="string")
+            return pl.DataFrame(sheet.to_arrow()), sheet.visible != "visible"
+        except Exception as exc:
+            raise RawFileError(path, f"the sheet cannot be read ({_first_line(exc)})", sheet=name) from None
+
+    looks = []
+    for name in sheet_names:
+        top, hidden = load(name, n_rows=1)
+        header = _cell_names(top.row(0)) if top.height else []
+        names = tuple(h.strip().lower().lstrip("\ufeff") for h in header if h is not None)
+        looks.append(_SheetLook(name, hidden, top.height == 0, names, tuple(c for c in expected if c not in names),
+                                tuple(c for c in expected if c in names)))
+    data_sheets = [look for look in looks if look.kind == "data"]
+    partial = [look for look in looks if look.kind == "partial"]
+    if not data_sheets:
+        if len(looks) == 1 and partial:
+            missing = partial[0].missing
+            raise RawFileError(path, f"required column(s) missing: {_names(missing)}", column=missing[0],
+                               sheet=partial[0].name)
+        said = []
+        for look in looks:
+            if look.kind == "partial":
+                said.append(f"sheet {look.name!r} lacks {_names(look.missing)}")
+            elif look.kind == "empty":
+                said.append(f"sheet {look.name!r} is empty")
+            else:
+                said.append(f"sheet {look.name!r} names none of them in its first row")
+        raise RawFileError(path, f"no sheet has the {role} header (its first row naming every codebook column: "
+                           f"{_names(expected, 6)}): {'; '.join(said)}; the header must be the sheet's first row")
+    if partial:
+        look = partial[0]
+        raise RawFileError(
+            path, f"the {role} header is on {_sheets(data_sheets)}, but sheet {look.name!r} has a header that "
+            f"disagrees (it names {_names(look.known, 6)} but lacks {_names(look.missing)}): its rows would "
+            f"not be read; give every sheet of {role} rows the whole header, or remove the sheet",
+            sheet=look.name, column=look.missing[0])
+    notes: list[ReadNote] = []
+    frames: list[pl.DataFrame] = []
+    several = len(looks) > 1
+    start = 1
+    first_columns: list[str] = []
+    for look in looks:
+        hidden = " (a hidden sheet)" if look.hidden else ""
+        if look.kind != "data":
+            if look.kind == "empty":
+                why = "it is empty"
+            else:
+                rows, _ = load(look.name)
+                filled = rows.filter(~pl.all_horizontal(pl.all().is_null())).height if rows.width else 0
+                why = (f"its first row names none of the {role} columns (a cover or notes sheet); its "
+                       f"{filled} non-empty row(s) are not read")
+            notes.append(ReadNote(path.name, None, None, "sheet_skipped", look.name[:CELL_SHOWN], None,
+                                  f"sheet {look.name!r}{hidden} skipped: {why}"))
+            continue
+        frame = _sheet_frame(path, look.name, load(look.name)[0])
+        if frames:
+            frame = _like_first(path, role, data_sheets[0].name, first_columns, look.name, frame)
+        else:
+            first_columns = frame.columns
+        if several:
+            end = start + frame.height - 1
+            frame = frame.with_columns(
+                pl.int_range(start, start + frame.height, dtype=pl.Int64).alias(ROW_COLUMN),
+                pl.lit(look.name, dtype=pl.String).alias(SHEET_COLUMN),
+                pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(SHEET_ROW_COLUMN),
+            )
+            got = (f"its data rows 1-{frame.height} read as rows {start}-{end} of the file" if frame.height
+                   else "its header only, no rows")
+            notes.append(ReadNote(path.name, None, None, "sheet_read", look.name[:CELL_SHOWN],
+                                  f"rows {start}-{end}" if frame.height else None,
+                                  f"sheet {look.name!r}{hidden}: {got}"))
+            start = end + 1
+        frames.append(frame)
+    frame = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+    return Workbook(frame, tuple(notes), workbook_date1904(data))
+
+
+def _sheets(looks) -> str:
+    return ("sheet " if len(looks) == 1 else "sheets ") + _quoted([look.name for look in looks])
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().lstrip("\ufeff")
+
+
+def _like_first(path: Path, role: str, first_name: str, first: list[str], name: str,
+                frame: pl.DataFrame) -> pl.DataFrame:
+    """A further sheet's frame with the first sheet's column names and order (matched by
+    normalised name); refused, naming both sheets, when the two do not have the same columns."""
+    ours = {_key(c): c for c in frame.columns}
+    theirs = [_key(c) for c in first]
+    lacks = [c for c in first if _key(c) not in ours]
+    adds = [c for c in frame.columns if _key(c) not in theirs]
+    if lacks or adds:
+        what = "; ".join(part for part in (
+            f"it lacks {_names(lacks)}" if lacks else "",
+            f"it has {_names(adds)} that sheet {first_name!r} has not" if adds else "") if part)
+        raise RawFileError(
+            path, f"sheets {first_name!r} and {name!r} both hold {role} rows but their headers disagree "
+            f"(sheet {name!r}: {what}); give them the same columns, or deliver one sheet",
+            sheet=name, column=(lacks or adds)[0])
+    return frame.select([pl.col(ours[_key(c)]).alias(c) for c in first])
+
+
+def _sheet_frame(path: Path, sheet: str, rows: pl.DataFrame) -> pl.DataFrame:
+    """A sheet read without header (every cell text) as a frame under its first row's names:
+    unnamed columns without a value dropped, with values named `__UNNAMED__<i>`; a name given
+    twice refused."""
+    header = _cell_names(rows.row(0))
+    body = rows.slice(1)
+    names, keep, seen = [], [], {}
+    for index, (column, name) in enumerate(zip(body.columns, header)):
+        if name is None:
+            if body[column].null_count() == body.height:
+                continue
+            name = _UNNAMED.format(index)
+        key = name.strip().lower().lstrip("\ufeff")
+        if key in seen:
+            raise RawFileError(path, f"the header names {key!r} twice ({seen[key]!r} and {name!r})",
+                               column=name, sheet=sheet)
+        seen[key] = name
+        names.append(name)
+        keep.append(column)
+    frame = body.select(keep).rename(dict(zip(keep, names)))
+    return frame.with_columns(pl.all().cast(pl.String).str.replace(_MIDNIGHT, "${1}"))
+
+
+def _read_stat(path: Path, kind: str, data: bytes | None = None) -> tuple[pl.DataFrame, str | None, dict, list[ReadNote]]:
     import pyreadstat
 
     reader = pyreadstat.read_sav if kind == "sav" else pyreadstat.read_dta
@@ -388,7 +652,8 @@ def _read_stat(path: Path, kind: str) -> tuple[pl.DataFrame, str | None, dict, l
         # user_missing: SPSS files often declare -9/-8/-7 as user-missing values, Stata files
         # use extended missing values .a-.z: read them as what they are, so their reasons
         # (refused, don't know, not applicable) survive (see `map_declared_missing`).
-        pdf, meta = reader(str(path), apply_value_formats=False, user_missing=True)
+        source = str(path) if data is None else io.BytesIO(data)
+        pdf, meta = reader(source, apply_value_formats=False, user_missing=True)
     except Exception as exc:  # pyreadstat.ReadstatError and friends
         raise RawFileError(path, f"not a readable {kind} file ({_first_line(exc)})") from None
     columns = {}
@@ -486,9 +751,9 @@ def map_declared_missing(file: str, columns: dict[str, list], declared: dict[str
     return out, notes
 
 
-def _read_parquet(path: Path) -> tuple[pl.DataFrame, None, dict, list[ReadNote]]:
+def _read_parquet(path: Path, data: bytes | None = None) -> tuple[pl.DataFrame, None, dict, list[ReadNote]]:
     try:
-        frame = pl.read_parquet(path)
+        frame = pl.read_parquet(path if data is None else io.BytesIO(data))
     except Exception as exc:
         raise RawFileError(path, f"not a readable parquet file ({_first_line(exc)})") from None
     return _frame_as_text(frame), None, {}, []
@@ -536,6 +801,13 @@ READERS = {
     "dta": lambda p: _read_stat(p, "dta"),
     "parquet": _read_parquet,
 }
+# The survey files' readers of the bytes already read (`read_raw_file`; a workbook: `read_workbook`).
+PARSERS = {
+    "csv": _read_csv,
+    "sav": lambda p, data: _read_stat(p, "sav", data),
+    "dta": lambda p, data: _read_stat(p, "dta", data),
+    "parquet": _read_parquet,
+}
 
 
 # --------------------------------------------------------------------------- headers
@@ -568,20 +840,35 @@ def match_columns(path: Path, frame: pl.DataFrame, role: str) -> tuple[pl.DataFr
 
 def read_raw_file(path: Path, role: str, folder: Path | None = None) -> LoadedFile:
     """Read one raw file of a wave (`role` = questionnaires or distribution); `folder` (default:
-    the file's own folder) is where the file must live (`check_regular_file`)."""
+    the file's own folder) is where the file must live (`check_regular_file`).
+
+    The file's bytes are read once (`read_file_bytes`): those bytes are parsed, and their
+    sha256 and size are what the load log records."""
     ext = path.suffix.lower().lstrip(".")
     if ext not in READERS:
         raise RawFileError(path, f"unsupported format .{ext}")
     target = check_regular_file(path, folder or path.parent)
-    frame, encoding, labels, notes = READERS[ext](path)
+    data = read_file_bytes(path)
+    date1904 = False
+    if ext == "xlsx":
+        workbook = read_workbook(path, data, role)
+        frame, encoding, labels, notes, date1904 = workbook.frame, None, {}, workbook.notes, workbook.date1904
+    else:
+        frame, encoding, labels, notes = PARSERS[ext](path, data)
     notes = list(notes)
     if target is not None:
         notes.append(ReadNote(path.name, None, None, "symlink", path.name, str(target.relative_to(
             (folder or path.parent).resolve())), "a symbolic link to a file inside the wave folder: read its target"))
+    # A workbook of several sheets numbers its rows itself (`_row` over the sheets, and each
+    # row's sheet and row there); set aside while the values are read, put back after.
+    location = None
+    if ROW_COLUMN in frame.columns and all(c in frame.columns for c in LOCATION_COLUMNS):
+        location = frame.select(ROW_COLUMN, *LOCATION_COLUMNS)
+        frame = frame.drop(ROW_COLUMN, *LOCATION_COLUMNS)
     if frame.width == 0:
         raise RawFileError(path, "the file has no columns")
     frame = frame.with_columns(pl.all().cast(pl.String))
-    _refuse_nul_cells(path, frame)
+    _refuse_nul_cells(path, frame, location)
     frame, extras = match_columns(path, frame, role)
     frame, nfkc_notes = normalise_width(path.name, frame, role)
     notes += nfkc_notes
@@ -589,15 +876,18 @@ def read_raw_file(path: Path, role: str, folder: Path | None = None) -> LoadedFi
     frame = frame.with_columns(
         [pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c) for c in frame.columns]
     )
+    frame, date_notes = normalise_dates(path.name, frame, role, date1904)
+    notes += date_notes
     if "qid" in frame.columns:
         frame, qid_notes = unify_qid_variants(path.name, frame)
         notes += qid_notes
     # Row numbers count every data row of the file; rows with no value at all (blank lines,
     # an Excel export's trailing commas) carry nothing and are not keyed questionnaires.
-    frame = (
-        frame.with_row_index(ROW_COLUMN, offset=1).with_columns(pl.col(ROW_COLUMN).cast(pl.Int64))
-        .filter(~pl.all_horizontal(pl.exclude(ROW_COLUMN).is_null()))
-    )
+    if location is None:
+        frame = frame.with_row_index(ROW_COLUMN, offset=1).with_columns(pl.col(ROW_COLUMN).cast(pl.Int64))
+    else:
+        frame = pl.concat([location.select(ROW_COLUMN), frame, location.select(LOCATION_COLUMNS)], how="horizontal")
+    frame = frame.filter(~pl.all_horizontal(pl.exclude(ROW_COLUMN, *LOCATION_COLUMNS).is_null()))
     if frame.height == 0:
         raise RawFileError(path, f"the file has a header but no {role} rows; deliver the data")
     return LoadedFile(
@@ -606,21 +896,64 @@ def read_raw_file(path: Path, role: str, folder: Path | None = None) -> LoadedFi
         frame=frame,
         format=ext,
         encoding=encoding,
-        sha256=file_sha256(path),
-        size_bytes=path.stat().st_size,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
         extra_columns=extras,
         value_labels=labels,
         notes=tuple(notes),
     )
 
 
-def _refuse_nul_cells(path: Path, frame: pl.DataFrame) -> None:
-    """A NUL character in any cell (binary formats can store one) is refused by row and column."""
+def _refuse_nul_cells(path: Path, frame: pl.DataFrame, location: pl.DataFrame | None = None) -> None:
+    """A NUL character in any cell (binary formats can store one) is refused by row and column
+    (and sheet, for a workbook of several sheets: `location`)."""
     for name in frame.columns:
         hits = frame.select(pl.col(name).str.contains("\x00", literal=True).arg_true()).to_series()
         if hits.len():
-            raise RawFileError(path, "a NUL byte is inside the cell; remove it and re-export",
-                               row=int(hits[0]) + 1, column=name)
+            index = int(hits[0])
+            where = row_location(location.row(index, named=True)) if location is not None else {"row": index + 1}
+            raise RawFileError(path, "a NUL byte is inside the cell; remove it and re-export", column=name, **where)
+
+
+def date_columns(role: str) -> list[str]:
+    """The codebook's date columns of a role (survey_date for the questionnaires)."""
+    return [v.name for v in load_codebook().file_variables(role) if v.kind == "date"]
+
+
+def normalise_dates(file: str, frame: pl.DataFrame, role: str, date1904: bool = False
+                    ) -> tuple[pl.DataFrame, list[ReadNote]]:
+    """Dates delivered in another form than YYYY-MM-DD (Excel serial numbers, 2021年4月4日,
+    2021.4.4, 2021/4/4, 20210404, ...: the forms and rules of `lib/staging/dates.py`) read
+    as YYYY-MM-DD, in every date column of the role; `date1904`: the workbook counts serial
+    numbers in the 1904 system. One note per column and form found, with how many values;
+    a value in no form read is left as delivered (staging quarantines it, column named).
+    Only the distinct values not already YYYY-MM-DD are looked at."""
+    notes, updates = [], []
+    for name in date_columns(role):
+        if name not in frame.columns:
+            continue
+        others = (frame.select(pl.col(name).filter(~pl.col(name).str.contains(r"^\d{4}-\d{2}-\d{2}$")))
+                  .to_series())
+        if not others.len():
+            continue
+        counts = dict(others.value_counts().iter_rows())
+        read: dict[str, str] = {}
+        forms: dict[str, list] = {}  # form -> [values, the first delivered, its reading]
+        for value in others.unique(maintain_order=True).to_list():
+            found = read_date(value, date1904)
+            if found is None:
+                continue
+            read[value] = found.iso
+            entry = forms.setdefault(found.form, [0, value, found.iso])
+            entry[0] += counts[value]
+        if not read:
+            continue
+        updates.append(pl.col(name).replace(read).alias(name))
+        for form, (count, example, iso) in forms.items():
+            notes.append(ReadNote(file, None, name, "date_form", example[:CELL_SHOWN], iso,
+                                  f"{count} value(s) of {name} delivered as {form} (e.g. {shown(example)}) "
+                                  "read as YYYY-MM-DD dates"))
+    return (frame.with_columns(updates) if updates else frame), notes
 
 
 def width_normalised_columns(role: str) -> list[str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from lbc_pipeline.codebook import load_codebook
-from lbc_pipeline.lib.raw.reading import ROW_COLUMN, RawFileError, shown
+from lbc_pipeline.lib.raw.reading import LOCATION_COLUMNS, ROW_COLUMN, RawFileError, row_location, shown
 
 DATE_FORMAT = "%Y-%m-%d"
 
@@ -40,7 +40,8 @@ def collapse_duplicates(raw: pl.DataFrame, wave: str) -> tuple[pl.DataFrame, pl.
     conflicting questionnaire: the first row is kept in staging, flagged `conflicting`,
     and every row stays in the raw layer for review.
     """
-    value_columns = [c for c in raw.columns if c != ROW_COLUMN]
+    # where a row sits (its row number; its sheet and row there) is no part of its content
+    value_columns = [c for c in raw.columns if c != ROW_COLUMN and c not in LOCATION_COLUMNS]
     hashed = raw.with_columns(
         pl.struct(value_columns).hash(seed=0).alias("__hash")
     )
@@ -175,7 +176,7 @@ def clean_questionnaires(raw: pl.DataFrame, wave: str, file_name: str) -> Cleane
         raise RawFileError(
             file_name, "qid is empty: every keyed row needs its questionnaire number "
             f"({missing_qid.height} row(s) without one)",
-            row=int(missing_qid[ROW_COLUMN][0]), column="qid",
+            column="qid", **row_location(missing_qid.row(0, named=True)),
         )
     kept, duplicates = collapse_duplicates(raw, wave)
     typed = classify_cells(kept).with_row_index("__index").with_columns(pl.col("__index").cast(pl.Int64))
@@ -244,29 +245,37 @@ def clean_distribution(raw: pl.DataFrame, wave: str, file_name: str) -> pl.DataF
             continue
         parsed = []
         allowed = var.valid_values  # built once per variable (a range of 100,001 counts)
-        for row, value in zip(raw[ROW_COLUMN].to_list(), values):
+        for index, value in enumerate(values):
             number = _to_int(value)
             if number is None or (allowed is not None and number not in allowed):
                 raise RawFileError(
-                    file_name, f"{shown(value)} is not a valid {var.name} ({var.en})", row=row, column=var.name
+                    file_name, f"{shown(value)} is not a valid {var.name} ({var.en})", column=var.name,
+                    **row_location(raw.row(index, named=True)),
                 )
             parsed.append(number)
         out[var.name] = parsed
     frame = pl.DataFrame(out, schema={"wave": pl.String, **{
         v.name: (pl.String if v.kind == "text" else pl.Int64) for v in book.file_variables("distribution")
     }})
-    numbered = frame.with_columns(raw[ROW_COLUMN].alias("__row"))
+    located = [c for c in (ROW_COLUMN, *LOCATION_COLUMNS) if c in raw.columns]
+    numbered = frame.with_columns(raw.select(located).rename({ROW_COLUMN: "__row"}))
     missing_id = numbered.filter(pl.col("school_id").is_null())
     if missing_id.height:
-        raise RawFileError(file_name, "school_id is empty", row=int(missing_id["__row"][0]), column="school_id")
+        raise RawFileError(file_name, "school_id is empty", column="school_id",
+                           **_place(missing_id.row(0, named=True)))
     doubled = numbered.filter(pl.col("school_id").is_duplicated())
     if doubled.height:
         school = doubled["school_id"][0]
-        rows = doubled.filter(pl.col("school_id") == school)["__row"].to_list()
-        raise RawFileError(file_name, f"school_id {shown(school)} is listed more than once (rows {', '.join(map(str, rows))})",
-                           row=rows[1],
-                           column="school_id")
+        places = [_place(r) for r in doubled.filter(pl.col("school_id") == school).iter_rows(named=True)]
+        rows = [(f"sheet {p['sheet']!r} row {p['row']}" if "sheet" in p else str(p["row"])) for p in places]
+        raise RawFileError(file_name, f"school_id {shown(school)} is listed more than once (rows {', '.join(rows)})",
+                           column="school_id", **places[1])
     return schema_for("staging.distribution").validate(frame)
+
+
+def _place(row: dict) -> dict:
+    """`row_location` of a row whose row number is under `__row`."""
+    return row_location({**row, ROW_COLUMN: row["__row"]})
 
 
 def _to_int(value: str | None) -> int | None:
