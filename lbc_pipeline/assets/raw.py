@@ -36,8 +36,8 @@ def load_raw_wave(context: AssetExecutionContext, duckdb: WarehouseResource):
     except RawFileError as exc:
         with duckdb.get_connection() as con:
             record_rejection(con, wave, exc, loaded_at)
-        raise Failure(description=str(exc), metadata={"file": str(exc.path), "row": exc.row or 0,
-                                                      "column": exc.column or ""}) from None
+        raise Failure(description=str(exc), metadata={"file": str(exc.path), "sheet": exc.sheet or "",
+                                                      "row": exc.row or 0, "column": exc.column or ""}) from None
     selected = selected_tables(context)
     tables = {t: f for t, f in wave_files.raw_tables(loaded_at).items() if t in selected}
     with duckdb.get_connection() as con:
