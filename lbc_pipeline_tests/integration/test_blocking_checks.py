@@ -112,9 +112,17 @@ def test_a_blocked_wave_is_not_shown_as_healthy_and_says_why(data_env, capsys):
     message = failure.event_specific_data.error.message
     assert f"wave {WAVE} is not published" in message and words in message
     assert "children" in message and "group has" in message
-    # no analysis table shows a materialisation of this run
+    # no analysis table shows a materialisation of this run; the Partitions tab (the
+    # instance's status per partition) shows the wave failed, not materialised
     materialised = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert not any(key.startswith("analysis/") for key in materialised)
+    from lbc_pipeline.assets import wave_partitions
+
+    for page in (["analysis", "analytic_sample"], ["marts", "model_coefficients"], ["publish", "wave_versions"]):
+        status = instance.get_status_by_partition(AssetKey(page), [WAVE], wave_partitions)
+        assert status[WAVE] is None or status[WAVE].value == "FAILED", (page, status)
+    assert instance.get_status_by_partition(AssetKey(["analysis", "analytic_sample"]), [WAVE],
+                                            wave_partitions)[WAVE].value == "FAILED"
     # the check result names the wave's partition and the reason in words
     evaluation = next(e.asset_check_evaluation_data for e in result.all_events
                       if e.event_type_value == "ASSET_CHECK_EVALUATION"
@@ -138,6 +146,8 @@ def test_a_blocked_wave_is_not_shown_as_healthy_and_says_why(data_env, capsys):
     assert result.success
     assert cli.main(["status", "--wave", WAVE]) == 0
     assert f"wave {WAVE}: published (run {result.run_id}" in capsys.readouterr().out
+    status = instance.get_status_by_partition(AssetKey(["analysis", "analytic_sample"]), [WAVE], wave_partitions)
+    assert status[WAVE].value == "MATERIALIZED"
 
 
 def test_one_analysis_table_can_be_materialised_alone(data_env):

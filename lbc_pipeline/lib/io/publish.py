@@ -254,7 +254,8 @@ def build_release(work: duckdb.DuckDBPyConnection, wave: str, run: str, target: 
                   published_at: dt.datetime, schemas: tuple[str, ...] = PUBLIC_SCHEMAS) -> dict[str, int]:
     """Copy the tables of `schemas` of the working database (`work`) into the new file
     `target`, with the wave's publication history (its previous release's rows and one row
-    for this run). Returns the rows copied per table."""
+    for this run). Returns the rows copied per table. A release holds rows only: keys and
+    comments are the serving file's (`build_serving`)."""
     tables = warehouse_tables(work, schemas)
     if not tables:
         raise PublicationRefused(f"wave {wave}: its working database holds no table to publish; "
@@ -271,13 +272,15 @@ def build_release(work: duckdb.DuckDBPyConnection, wave: str, run: str, target: 
     try:
         work.execute(f"use {alias}")
         try:
-            for table in tables:
-                schema, name = table.split(".", 1)
-                work.execute(f"create schema if not exists {_quote(schema)}")
-                work.execute(f"create table {_quote(schema)}.{_quote(name)} as "
-                             f"select * from {_quote(home)}.{_quote(schema)}.{_quote(name)}")
-                _key_and_comments(work, table)
-            _create_versions(work, history)
+            with _transaction(work):  # one commit for the file, not one per statement
+                for table in tables:
+                    schema, name = table.split(".", 1)
+                    work.execute(f"create schema if not exists {_quote(schema)}")
+                    work.execute(f"create table {_quote(schema)}.{_quote(name)} as "
+                                 f"select * from {_quote(home)}.{_quote(schema)}.{_quote(name)}")
+                    # a release is read by the serving build only: the serving file gets the
+                    # contract's key (which checks the rows again) and comments
+                _create_versions(work, history)
         finally:
             work.execute(f"use {_quote(home)}")
     finally:
@@ -332,15 +335,18 @@ def build_serving(target: Path, releases: Mapping[str, Path]) -> dict[str, int]:
     return rows
 
 
-def check_serving_privacy(target: Path) -> tuple[int, int, int]:
-    """Search every text column of the file `target` for every personal value of every wave
-    (names as words, roll numbers as whole numbers). Returns (text columns, names, roll
-    numbers) searched; raises `PublicationRefused` naming where a value was found."""
+def check_serving_privacy(target: Path, tables: set[str] | None = None) -> tuple[int, int, int]:
+    """Search every text column of the file `target` (of `tables` only, when given) for every
+    personal value of every wave (names as words, roll numbers as whole numbers). Returns
+    (text columns, names, roll numbers) searched; raises `PublicationRefused` naming where a
+    value was found."""
     from lbc_pipeline.lib.qualitative.privacy import find_leaks, text_values
 
     names, rolls = every_personal_value()
     with duckdb.connect(str(target), read_only=True) as con:
         texts = text_values(con)
+    if tables is not None:
+        texts = {where: values for where, values in texts.items() if where.rsplit(".", 1)[0] in tables}
     leaks = find_leaks(texts, names | rolls)
     if leaks:
         where = sorted({w for w, _ in leaks})
@@ -377,8 +383,10 @@ def _copy_files(wave: str, run: str, data_dir: Path) -> None:
             target.mkdir()
 
 
-def _publish(build, wave: str, run: str, data_dir: Path) -> None:
-    """Build a release with `build(target)`, the serving file with it, check it, commit."""
+def _publish(build, wave: str, run: str, data_dir: Path, search_release_only: bool = False) -> None:
+    """Build a release with `build(target)` (which returns its tables' row counts), the
+    serving file with it, check it (the release's tables only, with `search_release_only`),
+    commit."""
     _remove_temporaries()
     (releases_dir() / "waves").mkdir(parents=True, exist_ok=True)
     release = release_path(wave)
@@ -386,10 +394,10 @@ def _publish(build, wave: str, run: str, data_dir: Path) -> None:
     serving = duckdb_path()
     new_serving = _temporary(serving, run)
     try:
-        build(new_release)
+        built = build(new_release)
         releases = {**_releases(), wave: new_release}
         build_serving(new_serving, releases)
-        check_serving_privacy(new_serving)
+        check_serving_privacy(new_serving, set(built) if search_release_only else None)
         _commit_rename(new_release, release)  # the commit point
     except BaseException:
         new_release.unlink(missing_ok=True)
@@ -418,8 +426,9 @@ def publish_wave(work: duckdb.DuckDBPyConnection, wave: str, run: str, data_dir:
         heal(data_dir)
         _copy_files(wave, run, data_dir)
 
-        def build(target: Path) -> None:
+        def build(target: Path) -> dict[str, int]:
             counts.update(build_release(work, wave, run, target, published_at))
+            return counts
 
         _publish(build, wave, run, data_dir)
     return Publication(wave, run, published_at, counts, waited)
@@ -434,22 +443,33 @@ def publish_cross_wave(work: duckdb.DuckDBPyConnection, run: str, data_dir: Path
     with publication_lock():
         heal(data_dir)
 
-        def build(target: Path) -> None:
+        def build(target: Path) -> dict[str, int]:
             counts.update(build_release(work, CROSS_WAVE, run, target, published_at, schemas=("marts",)))
+            return counts
 
-        _publish(build, CROSS_WAVE, run, data_dir)
+        # The personal values are those every wave's publication searched the whole serving
+        # file for: only the new release's tables need the search.
+        _publish(build, CROSS_WAVE, run, data_dir, search_release_only=True)
     return Publication(CROSS_WAVE, run, published_at, counts)
 
 
 # --- what is published, and healing -------------------------------------------------------
 
+_RUNS_READ: dict[tuple, list] = {}  # release file identity -> its publications (a release never changes)
+
+
 def release_runs(path: Path) -> list[tuple[str, str, dt.datetime]]:
-    """(wave, run, published_at) of every publication a release records, oldest first."""
-    with duckdb.connect(str(path), read_only=True) as con:
-        if not _has(con, "publish", VERSIONS):
-            return []
-        return con.execute(f"select wave, run_id, published_at from publish.{VERSIONS} "
-                           "order by published_at, run_id").fetchall()
+    """(wave, run, published_at) of every publication a release records, oldest first. A
+    release is never changed in place (each is a new file), so what was read of a file is
+    kept by its identity (device, inode, size, modification time)."""
+    info = path.stat()
+    identity = (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    if identity not in _RUNS_READ:
+        with duckdb.connect(str(path), read_only=True) as con:
+            runs = con.execute(f"select wave, run_id, published_at from publish.{VERSIONS} order by published_at, "
+                               "run_id").fetchall() if _has(con, "publish", VERSIONS) else []
+        _RUNS_READ[identity] = runs
+    return list(_RUNS_READ[identity])
 
 
 def _live_runs() -> dict[str, str]:

@@ -73,17 +73,21 @@ def _comment_columns(con: duckdb.DuckDBPyConnection, table: str, names: list[str
                      description: str | None, columns: Mapping[str, str],
                      current: Mapping[str | None, str | None] | None = None) -> None:
     """Comment the table (`description`) and its columns; `current` (None: the table's own
-    comment) lists comments already there, which are not written again."""
+    comment) lists comments already there, which are not written again. The statements go
+    to DuckDB as one script (one call, not one per column)."""
     schema, name = _split(table)
     target = f"{_quote(schema)}.{_quote(name)}"
     current = current or {}
+    statements = []
     if description and current.get(None) != description:
-        con.execute(f"comment on table {target} is {_literal(description)}")
+        statements.append(f"comment on table {target} is {_literal(description)}")
     for column in names:
         text = columns.get(column) or (
             "Extra column, not in the codebook: kept as delivered" if schema == "raw" else None)
         if text and current.get(column) != text:
-            con.execute(f"comment on column {target}.{_quote(column)} is {_literal(text)}")
+            statements.append(f"comment on column {target}.{_quote(column)} is {_literal(text)}")
+    if statements:
+        con.execute(";\n".join(statements))
 
 
 def _literal(text: str) -> str:

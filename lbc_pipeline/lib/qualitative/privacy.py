@@ -87,6 +87,7 @@ def text_values(con: duckdb.DuckDBPyConnection, interview_tables_only: bool = Fa
 # Embedded images (base64 data URIs) are binary, not text anyone reads; their letters can
 # form a short name between '+' and '/', so they are left out of the search.
 DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")
+DIGIT_RUN = re.compile(r"[0-9]+")
 
 
 def find_leaks(texts: dict[str, Iterable[str]], names: Iterable[str]) -> list[tuple[str, str]]:
@@ -94,20 +95,24 @@ def find_leaks(texts: dict[str, Iterable[str]], names: Iterable[str]) -> list[tu
     Latin letters match whole words only ("Li" is not found in "Likert"), numbers (roll
     numbers) whole numbers only (2015010101 is not found in 20150101011)."""
     names = sorted({n for n in names if n and len(n) >= MIN_ENTRY_LENGTH}, key=lambda n: (-len(n), n))
+    numbers = {n for n in names if n.isascii() and n.isdigit()}  # found as whole digit runs: a set lookup
+    words = [n for n in names if n not in numbers]
     if not names:
         return []
 
     def word(n: str) -> str:
-        if n.isdigit():
-            return rf"(?<![0-9]){re.escape(n)}(?![0-9])"
         if re.search("[A-Za-z]", n):
             return rf"(?<![A-Za-z]){re.escape(n)}(?![A-Za-z])"
         return re.escape(n)
 
-    pattern = re.compile("|".join(word(n) for n in names))
+    pattern = re.compile("|".join(word(n) for n in words)) if words else None
     leaks = set()
     for where, values in texts.items():
         for value in values:
-            for match in pattern.finditer(DATA_URI.sub(" ", value or "")):
-                leaks.add((where, match.group(0)))
+            text = DATA_URI.sub(" ", value or "")
+            if numbers:
+                leaks.update((where, run) for run in DIGIT_RUN.findall(text) if run in numbers)
+            if pattern is not None:
+                for match in pattern.finditer(text):
+                    leaks.add((where, match.group(0)))
     return sorted(leaks)
