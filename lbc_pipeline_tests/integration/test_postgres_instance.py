@@ -105,7 +105,10 @@ def test_two_processes_on_one_instance_publish_in_turn(postgres_home, data_env, 
     # in turn: the two publish steps' intervals, from the instance's event log, do not overlap
     with DagsterInstance.get() as instance:
         intervals = []
-        for record in instance.get_run_records(RunsFilter(job_name="lbc_main_job", tags={"dagster/partition": waves})):
+        records = [r for p in runs for r in instance.get_run_records(
+            RunsFilter(job_name="lbc_main_job", tags={"lbc/pid": str(p.pid)}))]  # this test's runs only
+        assert len(records) == 2
+        for record in records:
             times = {}
             for kind in (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS):
                 for event in instance.get_records_for_run(record.dagster_run.run_id, of_type=kind).records:
