@@ -235,9 +235,11 @@ def _print_event(event, checks: dict, failures: list, where: str) -> None:
         message = explain_failure(_error_chain(data.error), where) if data.error else "failed"
         failures.append(message)
         print(f"  step {event.step_key} FAILED: {message}", flush=True)
-        if "row" in message or "wave.yaml" in message or "column" in message:
+        if "is not published: blocking check" in message:
+            pass  # the check's line above said what to do
+        elif "row" in message or "wave.yaml" in message or "column" in message:
             print("    -> correct the delivery (file, row and column above) and run the wave again; "
-                  "the warehouse still holds the previous complete version", flush=True)
+                  "consumers keep the wave's previous publication", flush=True)
 
 
 def _not_published(waves: list[str]) -> int:
@@ -281,7 +283,7 @@ def print_flow(waves: list[str] | None = None) -> None:
 
     path = config.duckdb_path()
     if not path.exists():
-        print(f"no warehouse at {path}")
+        print(f"\nno wave is published yet: {path} does not exist")
         return
     with read_only(path) as con:
         try:
