@@ -129,8 +129,10 @@ def run_waves(waves: list[str] | None = None, log_level: str | None = None) -> R
         return RunSummary(1)
     from lbc_pipeline.lib.io import publish
 
-    with publish.publication_lock():  # what a killed publication committed is finished first
-        if publish.heal(config.data_dir()):
+    # What a killed publication committed is finished first (this host's lock: a half-built
+    # file younger than an hour may be another host's publication in progress, and stays).
+    with publish.publication_lock():
+        if publish.heal(config.data_dir(), temporaries_older_than_s=3600.0):
             print("[lbc] the serving file was rebuilt from the committed releases (a publication had been "
                   "interrupted)", flush=True)
     from lbc_pipeline.lib.quality import gx_worker

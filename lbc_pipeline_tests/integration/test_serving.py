@@ -11,13 +11,16 @@ process holding the file as the CLI does by default: read-write.
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 
+from pathlib import Path
+
 import duckdb
-from dagster import DagsterInstance, build_sensor_context
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from lbc_pipeline.config import PROJECT_ROOT
 from lbc_pipeline_tests.rows import DISTRIBUTION, varied_rows, write_wave
@@ -92,6 +95,14 @@ def _run(wave):
 
 
 def test_readers_never_block_a_run_and_see_whole_publications(data_env, tmp_path):
+    stop = tmp_path / "stop"
+    try:
+        _readers_never_block(data_env, tmp_path, stop)
+    finally:
+        stop.touch()  # the helper processes end, whatever failed
+
+
+def _readers_never_block(data_env, tmp_path, stop):
     _instance_home(data_env)
     serving = data_env / "warehouse" / "lbc.duckdb"
     write_wave(data_env / "raw" / "w1", varied_rows(300, seed=5), wave="w1", distribution=SCHOOLS)
@@ -102,7 +113,6 @@ def test_readers_never_block_a_run_and_see_whole_publications(data_env, tmp_path
     # version 2 of the wave (more questionnaires), run while two processes hold the file
     # read-only (a notebook; a DuckDB shell opened with -readonly) and an analyst polls it
     write_wave(data_env / "raw" / "w1", varied_rows(360, seed=6), wave="w1", distribution=SCHOOLS)
-    stop = tmp_path / "stop"
     holders = [_hold(serving, stop, "read_only") for _ in range(2)]
     poller = subprocess.Popen([sys.executable, "-c", POLLER, str(serving), str(stop), str(tmp_path / "seen.json")])
     time.sleep(1.0)
@@ -118,36 +128,48 @@ def test_readers_never_block_a_run_and_see_whole_publications(data_env, tmp_path
     analysed = [v[1] for v in seen["versions"]]
     assert analysed[0] == analysed_v1 and len(set(analysed)) == 2  # the old, then the new, nothing between
 
-    # a run the sensor requests, while a DuckDB shell holds the file read-write (its default)
-    from lbc_pipeline.definitions import defs
-    from lbc_pipeline.sensors import incoming_waves
-
-    write_wave(data_env / "incoming" / "w2", varied_rows(300, seed=9), wave="w2", distribution=SCHOOLS)
+    # a run the sensor launches (the daemon, as in production), while a DuckDB shell holds
+    # the file read-write (its default)
     stop.unlink()
     shell = _hold(serving, stop, "read_write")
-    with DagsterInstance.get() as instance:
-        result = incoming_waves(build_sensor_context(instance=instance, definitions=defs))
-        request = result.run_requests[0]
-        instance.add_dynamic_partitions("wave", ["w2"])
-        run = defs.resolve_job_def("lbc_main_job").execute_in_process(
-            instance=instance, partition_key=request.partition_key, tags=request.tags, raise_on_error=False)
+    write_wave(data_env / "incoming" / "w2", varied_rows(300, seed=9), wave="w2", distribution=SCHOOLS)
+    daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                              cwd=PROJECT_ROOT, stdout=open(tmp_path / "daemon.log", "w"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        with DagsterInstance.get() as instance:
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                runs = instance.get_run_records(RunsFilter(job_name="lbc_main_job", tags={"dagster/partition": "w2"}))
+                finished = [r for r in runs if r.dagster_run.is_finished]
+                busy = instance.get_run_records(RunsFilter(statuses=[
+                    DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+                    DagsterRunStatus.STARTED]))
+                if finished and not busy:
+                    break
+                time.sleep(2)
+            assert finished, (tmp_path / "daemon.log").read_text()[-3000:]
+            assert finished[0].dagster_run.status == DagsterRunStatus.SUCCESS
+            assert "lbc/delivery" in finished[0].dagster_run.tags  # launched by the sensor
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(timeout=60)
     stop.touch()
     shell.wait(timeout=60)
-    assert run.success
     with duckdb.connect(str(serving), read_only=True) as con:
         waves = [w for (w,) in con.execute("select distinct wave from analysis.sample_flow order by 1").fetchall()]
     assert waves == ["w1", "w2"]
+    _no_personal_value(data_env, waves)
 
 
-def test_the_serving_file_holds_no_raw_table_and_no_personal_value(data_env):
+def _no_personal_value(data_env, waves):
     """Searched independently of the privacy check's own code: every name and roll number of
     the raw layers of the working databases, in every text column of the serving file."""
-    write_wave(data_env / "raw" / "p1", varied_rows(300, seed=5), wave="p1", distribution=SCHOOLS)
-    _instance_home(data_env)
-    _run("p1")
-    with duckdb.connect(str(data_env / "restricted" / "waves" / "p1" / "work.duckdb"), read_only=True) as work:
-        names = {n for (n,) in work.execute("select student_name from raw.questionnaires").fetchall() if n}
-        rolls = {n for (n,) in work.execute("select student_no from raw.questionnaires").fetchall() if n}
+    names, rolls = set(), set()
+    for wave in waves:
+        with duckdb.connect(str(data_env / "restricted" / "waves" / wave / "work.duckdb"), read_only=True) as work:
+            names |= {n for (n,) in work.execute("select student_name from raw.questionnaires").fetchall() if n}
+            rolls |= {n for (n,) in work.execute("select student_no from raw.questionnaires").fetchall() if n}
     assert names and rolls
     with duckdb.connect(str(data_env / "warehouse" / "lbc.duckdb"), read_only=True) as con:
         schemas = {s for (s,) in con.execute("select distinct schema_name from duckdb_tables()").fetchall()}

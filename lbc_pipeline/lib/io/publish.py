@@ -361,12 +361,18 @@ def _temporary(path: Path, run: str) -> Path:
     return path.with_name(f".{path.name}.{run}.tmp")
 
 
-def _remove_temporaries() -> None:
-    """What killed publications left half-built (never read by anyone)."""
+def _remove_temporaries(older_than_s: float = 0.0) -> None:
+    """What killed publications left half-built (never read by anyone); with `older_than_s`,
+    only files not written for that long (a caller outside the pool `lbc_publish` must not
+    remove another host's publication in progress)."""
+    now = time.time()
     for folder in (releases_dir(), releases_dir() / "waves", duckdb_path().parent):
         for path in folder.glob(".*.tmp*"):
-            if path.is_file():
-                path.unlink(missing_ok=True)
+            try:
+                if path.is_file() and now - path.stat().st_mtime >= older_than_s:
+                    path.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
 
 
 def _copy_files(wave: str, run: str, data_dir: Path) -> None:
@@ -396,6 +402,7 @@ def _publish(build, wave: str, run: str, data_dir: Path, search_release_only: bo
     try:
         built = build(new_release)
         releases = {**_releases(), wave: new_release}
+        sources = _runs_of(releases)  # what the serving file is built from, recorded below
         build_serving(new_serving, releases)
         check_serving_privacy(new_serving, set(built) if search_release_only else None)
         _commit_rename(new_release, release)  # the commit point
@@ -405,7 +412,7 @@ def _publish(build, wave: str, run: str, data_dir: Path, search_release_only: bo
         raise
     serving.parent.mkdir(parents=True, exist_ok=True)
     _commit_rename(new_serving, serving)
-    _record_serving(_live_runs())
+    _record_serving(sources)
     sync_files(data_dir)
 
 
@@ -472,14 +479,19 @@ def release_runs(path: Path) -> list[tuple[str, str, dt.datetime]]:
     return list(_RUNS_READ[identity])
 
 
-def _live_runs() -> dict[str, str]:
-    """wave -> the run of its committed release."""
+def _runs_of(releases: Mapping[str, Path]) -> dict[str, str]:
+    """wave -> the run of the latest publication each release file records."""
     live = {}
-    for wave, path in _releases().items():
+    for wave, path in releases.items():
         runs = release_runs(path)
         if runs:
             live[wave] = runs[-1][1]
     return live
+
+
+def _live_runs() -> dict[str, str]:
+    """wave -> the run of its committed release."""
+    return _runs_of(_releases())
 
 
 def live_versions() -> dict[str, tuple[str, dt.datetime]]:
@@ -513,24 +525,27 @@ def serving_is_current() -> bool:
     return duckdb_path().exists() and record.get("releases") == _live_runs()
 
 
-def heal(data_dir: Path) -> bool:
+def heal(data_dir: Path, temporaries_older_than_s: float = 0.0) -> bool:
     """Finish what a killed publication committed: the serving file rebuilt from the releases
     when it is not theirs, the links pointed at the live version folders, half-built files
-    removed. Call with the publication lock held. Returns whether the serving file was rebuilt."""
-    _remove_temporaries()
+    removed (those not written for `temporaries_older_than_s`). Call with the publication
+    lock held. Returns whether the serving file was rebuilt."""
+    _remove_temporaries(temporaries_older_than_s)
     rebuilt = False
     if _releases() and not serving_is_current():
         serving = duckdb_path()
         new_serving = _temporary(serving, f"heal-{os.getpid()}")
+        releases = _releases()
+        sources = _runs_of(releases)
         try:
-            build_serving(new_serving, _releases())
+            build_serving(new_serving, releases)
             check_serving_privacy(new_serving)
         except BaseException:
             new_serving.unlink(missing_ok=True)
             raise
         serving.parent.mkdir(parents=True, exist_ok=True)
         _commit_rename(new_serving, serving)
-        _record_serving(_live_runs())
+        _record_serving(sources)
         rebuilt = True
     sync_files(data_dir)
     return rebuilt
