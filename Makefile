@@ -49,4 +49,4 @@ benchmark: install
 	$(BIN)/python scripts/benchmark.py $(BENCH_ARGS)
 
 clean-outputs:
-	rm -rf data/warehouse data/artifacts data/reports
+	rm -rf data/warehouse data/restricted data/artifacts data/reports
