@@ -94,7 +94,7 @@ def test_a_blocked_wave_is_not_shown_as_healthy_and_says_why(data_env, capsys):
     shows the step failed), the failure, the check result, the pages of analytic_sample,
     model_coefficients and report, `lbc status` and `lbc flow` say why in words, and `lbc
     run --wave` runs it again."""
-    from dagster import AssetKey, AssetRecordsFilter, DagsterEventType, EventRecordsFilter
+    from dagster import AssetKey, AssetRecordsFilter
 
     from lbc_pipeline import cli
 

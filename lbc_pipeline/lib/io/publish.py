@@ -27,7 +27,6 @@ the instance, on any machine) and, on one host, by an OS lock (`publication_lock
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import os
 import shutil
