@@ -4,7 +4,7 @@ Dagster's SQLite storage opens a new connection for every event it stores and cl
 afterwards. Every commit is synced to disk (SQLite's default `synchronous=FULL`), and the
 closing connection, being the last one open on the file, checkpoints the write-ahead log into
 the database and deletes it, with more syncs (a reference-wave run stores 247 events; the
-README's speed section has what they cost with each setting).
+docs/performance.md says how to measure what they cost).
 
 `install()` changes two things for the SQLite connections this process opens (PostgreSQL
 and every other database are left alone):

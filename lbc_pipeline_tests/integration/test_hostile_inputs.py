@@ -9,7 +9,7 @@ offending cell: a marker planted in other cells must never appear.
 `test_refusals_leave_the_warehouse_as_it_was` then runs the main job on a subset of the
 refusals as re-deliveries of a wave already loaded: the warehouse, the wave's outputs and
 the files outside the data folder are unchanged, and raw.rejected_files gains one row each.
-`HOSTILE_CASES` is the table the README's "What the product refuses and why" summarises.
+`HOSTILE_CASES` is the table docs/refusals.md summarises.
 """
 
 from __future__ import annotations
