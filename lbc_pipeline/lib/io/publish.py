@@ -40,9 +40,9 @@ import duckdb
 import polars as pl
 
 from lbc_pipeline.config import VERSIONS_DIR, duckdb_path, releases_dir, restricted_dir, working_dir
-from lbc_pipeline.lib.contracts import contract_docs, primary_key
+from lbc_pipeline.lib.contracts import primary_key
 from lbc_pipeline.lib.io.warehouse import (
-    PUBLIC_SCHEMAS, SCHEMAS, _comment_columns, _literal, _quote, _transaction, create_views, has_table,
+    PUBLIC_SCHEMAS, SCHEMAS, _comment_table, _literal, _table_exists, _quote, _transaction, create_views, has_table,
     warehouse_tables,
 )
 
@@ -184,7 +184,7 @@ def start_working_state(con: duckdb.DuckDBPyConnection, wave: str, run: str,
     working database but the histories in `keep` is dropped, and the working files are
     deleted. What a failed or blocked run left stays until then, for inspection. Returns
     the tables dropped."""
-    if _has(con, "lbc_working", "run"):
+    if _table_exists(con, "lbc_working", "run"):
         owner = con.execute(f"select run_id from {WORKING_RUN}").fetchall()
         if owner and owner[0][0] == run:
             return []
@@ -213,15 +213,10 @@ def _history(previous: Path | None, wave: str) -> list[tuple]:
     if previous is None or not previous.exists():
         return []
     with duckdb.connect(str(previous), read_only=True) as con:
-        if not _has(con, "publish", VERSIONS):
+        if not _table_exists(con, "publish", VERSIONS):
             return []
         return con.execute(f"select wave, run_id, published_at, table_count, row_count from publish.{VERSIONS} "
                            "where wave = ? order by published_at, run_id", [wave]).fetchall()
-
-
-def _has(con: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    return con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ? and "
-                       "database_name = current_database()", [schema, name]).fetchall()[0][0] > 0
 
 
 def _create_versions(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
@@ -231,6 +226,9 @@ def _create_versions(con: duckdb.DuckDBPyConnection, rows: list[tuple]) -> None:
                 "primary key (wave, run_id))")
     if rows:
         con.executemany(f"insert into publish.{VERSIONS} values (?, ?, ?, ?, ?)", rows)
+
+
+def _comment_versions(con: duckdb.DuckDBPyConnection) -> None:
     for column, text in _VERSIONS_DOCS.items():
         target = f"publish.{VERSIONS}" + (f".{column}" if column else "")
         con.execute(f"comment on {'column' if column else 'table'} {target} is {_literal(text)}")
@@ -243,10 +241,7 @@ def _key_and_comments(con: duckdb.DuckDBPyConnection, table: str) -> None:
     key = primary_key(table)
     if key:
         con.execute(f"alter table {target} add primary key ({', '.join(_quote(c) for c in key)})")
-    columns = [c for (c,) in con.execute("select column_name from duckdb_columns() where schema_name = ? and "
-                                         "table_name = ? and database_name = current_database() "
-                                         "order by column_index", [schema, name]).fetchall()]
-    _comment_columns(con, table, columns, *contract_docs(table))
+    _comment_table(con, table)
 
 
 def build_release(work: duckdb.DuckDBPyConnection, wave: str, run: str, target: Path,
@@ -322,9 +317,7 @@ def build_serving(target: Path, releases: Mapping[str, Path]) -> dict[str, int]:
                 rows[table] = con.execute(f"select count(*) from {_quote(schema)}.{_quote(name)}").fetchall()[0][0]
                 if table == f"publish.{VERSIONS}":
                     con.execute(f"alter table publish.{VERSIONS} add primary key (wave, run_id)")
-                    for column, text in _VERSIONS_DOCS.items():
-                        where = f"publish.{VERSIONS}" + (f".{column}" if column else "")
-                        con.execute(f"comment on {'column' if column else 'table'} {where} is {_literal(text)}")
+                    _comment_versions(con)
                 else:
                     _key_and_comments(con, table)
         create_views(con, SCHEMAS)
@@ -473,7 +466,7 @@ def release_runs(path: Path) -> list[tuple[str, str, dt.datetime]]:
     if identity not in _RUNS_READ:
         with duckdb.connect(str(path), read_only=True) as con:
             runs = con.execute(f"select wave, run_id, published_at from publish.{VERSIONS} order by published_at, "
-                               "run_id").fetchall() if _has(con, "publish", VERSIONS) else []
+                               "run_id").fetchall() if _table_exists(con, "publish", VERSIONS) else []
         _RUNS_READ[identity] = runs
     return list(_RUNS_READ[identity])
 
@@ -601,7 +594,7 @@ def read_published(table: str) -> pl.DataFrame:
         if wave == CROSS_WAVE:
             continue
         with duckdb.connect(str(path), read_only=True) as con:
-            if _has(con, schema, name):
+            if _table_exists(con, schema, name):
                 frames.append(con.sql(f"select * from {_quote(schema)}.{_quote(name)}").pl())
     if not frames:
         from lbc_pipeline.lib.contracts import empty_frame
