@@ -19,19 +19,6 @@ PUBLISH_KEY = AssetKey(["publish", "wave_versions"])
 PARTITION_TAG = "dagster/partition"
 
 
-def publishing_run(run) -> str | None:
-    """The run's id when it publishes a wave (the main job, or any selection that includes
-    the publish step). A run of the whole main job also starts the wave's working state
-    anew (lib/io/working.py); other runs change just the assets they materialise in the
-    working database, which consumers see once a publish step publishes it."""
-    if run is None:
-        return None
-    selection = run.asset_selection
-    if not selection:  # the whole job (an empty or absent selection)
-        return run.run_id if run.job_name == MAIN_JOB else None
-    return run.run_id if PUBLISH_KEY in selection else None
-
-
 def whole_wave_run(run) -> bool:
     """Whether the run materialises the whole of a wave (the main job, no subset)."""
     return run is not None and run.job_name == MAIN_JOB and not run.asset_selection
